@@ -1,0 +1,232 @@
+//! HTTP semantics shared by every download strategy: validators, conditional requests, single ranges and the
+//! response headers. Pure functions of the request headers and the file's metadata, so that all five strategies
+//! answer a request identically.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::{
+    Method, StatusCode,
+    header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue, HeaderMap, HeaderValue},
+};
+use base64::Engine;
+
+use crate::storage::StoredFile;
+
+/// A `Range` header with more parts than this is ignored outright, whatever it says.
+pub const MAX_RANGE_PARTS: usize = 16;
+
+/// The bytes to send: the whole file or one range of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub len: u64,
+    /// Whether this answers a range request (206) rather than the whole file (200).
+    pub partial: bool,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    NotModified,
+    Send(Span),
+    Unsatisfiable,
+}
+
+/// How a `Range` header applies to a file of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// Absent, malformed, another unit, or several ranges: the whole file is sent (RFC 9110 lets a server ignore
+    /// Range, and answering several ranges with one 200 keeps memory and response size bounded).
+    Ignore,
+    One {
+        start: u64,
+        len: u64,
+    },
+    Unsatisfiable,
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n`; the end is clamped to the file.
+pub fn parse_range(value: &str, size: u64) -> RangeRequest {
+    let Some((unit, set)) = value.split_once('=') else { return RangeRequest::Ignore };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || set.contains(',') {
+        return RangeRequest::Ignore;
+    }
+    let Some((first, last)) = set.split_once('-') else { return RangeRequest::Ignore };
+    let (first, last) = (first.trim(), last.trim());
+    // Numbers too large for u64 saturate: past any file's end either way.
+    let number =
+        |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().unwrap_or(u64::MAX));
+    let (start, end) = match (number(first), number(last)) {
+        // the last n bytes; a zero-length suffix selects nothing
+        (None, Some(n)) if first.is_empty() => match n.min(size) {
+            0 => return RangeRequest::Unsatisfiable,
+            n => (size - n, size - 1),
+        },
+        (Some(start), None) if last.is_empty() => (start, u64::MAX),
+        (Some(start), Some(end)) if end >= start => (start, end),
+        _ => return RangeRequest::Ignore,
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::One { start, len: end.min(size - 1) - start + 1 }
+}
+
+/// A stored file as HTTP sees it: its validators and headers.
+pub struct Representation<'a> {
+    pub file: &'a StoredFile,
+    etag: String,
+    last_modified: SystemTime,
+}
+
+impl<'a> Representation<'a> {
+    pub fn new(file: &'a StoredFile) -> Self {
+        let secs = file.created_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        Representation {
+            file,
+            etag: format!("\"{}\"", file.sha256),
+            last_modified: UNIX_EPOCH + Duration::from_secs(secs),
+        }
+    }
+
+    /// RFC 9110 §13.2.2 order: If-None-Match (else If-Modified-Since), then Range with If-Range.
+    pub fn decide(&self, method: &Method, headers: &HeaderMap) -> Decision {
+        let size = self.file.size;
+        let whole = Decision::Send(Span { start: 0, len: size, partial: false });
+        let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+        if let Some(inm) = text(header::IF_NONE_MATCH) {
+            if self.none_match_fails(inm) {
+                return Decision::NotModified;
+            }
+        } else if let Some(since) = text(header::IF_MODIFIED_SINCE).and_then(parse_http_date)
+            && self.last_modified <= since
+        {
+            return Decision::NotModified;
+        }
+        // Range is defined for GET only (RFC 9110 §14.2); HEAD describes the whole file.
+        let Some(range) = text(header::RANGE).filter(|_| method == Method::GET) else { return whole };
+        if let Some(if_range) = text(header::IF_RANGE)
+            && !self.if_range_matches(if_range)
+        {
+            return whole;
+        }
+        match parse_range(range, size) {
+            RangeRequest::Ignore => whole,
+            RangeRequest::Unsatisfiable => Decision::Unsatisfiable,
+            RangeRequest::One { start, len } => Decision::Send(Span { start, len, partial: true }),
+        }
+    }
+
+    /// Weak comparison, as If-None-Match asks for.
+    fn none_match_fails(&self, value: &str) -> bool {
+        value
+            .split(',')
+            .map(str::trim)
+            .take(MAX_RANGE_PARTS * 4)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag)
+    }
+
+    /// Strong comparison with the ETag, or exact equality with Last-Modified.
+    fn if_range_matches(&self, value: &str) -> bool {
+        let value = value.trim();
+        if value.starts_with('"') { value == self.etag } else { parse_http_date(value) == Some(self.last_modified) }
+    }
+
+    /// Headers every answer carries (200, 206, 304), identical across strategies.
+    pub fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
+        let file = self.file;
+        let digest = hex::decode(&file.sha256).unwrap_or_default();
+        let mut headers = vec![
+            (header::ETAG, value(&self.etag)),
+            (header::LAST_MODIFIED, value(&header::HttpDate::from(self.last_modified).to_string())),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+            (header::CONTENT_DISPOSITION, value(&content_disposition(&file.filename).to_string())),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::HeaderName::from_static("repr-digest"),
+                value(&format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(digest))),
+            ),
+        ];
+        headers.push((
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&file.content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+        ));
+        headers
+    }
+
+    /// Status and extra headers for a span.
+    pub fn status(&self, span: Span) -> (StatusCode, Option<HeaderValue>) {
+        if span.partial {
+            let range = format!("bytes {}-{}/{}", span.start, span.start + span.len - 1, self.file.size);
+            (StatusCode::PARTIAL_CONTENT, Some(value(&range)))
+        } else {
+            (StatusCode::OK, None)
+        }
+    }
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("header text made by ferry is visible ASCII")
+}
+
+fn parse_http_date(value: &str) -> Option<SystemTime> {
+    value.trim().parse::<header::HttpDate>().ok().map(SystemTime::from)
+}
+
+/// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266, RFC 8187).
+pub fn content_disposition(filename: &str) -> ContentDisposition {
+    let fallback: String =
+        filename.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '_' }).collect();
+    let mut parameters = vec![DispositionParam::Filename(fallback)];
+    if !filename.is_ascii() {
+        parameters.push(DispositionParam::FilenameExt(ExtendedValue {
+            charset: header::Charset::Ext("UTF-8".into()),
+            language_tag: None,
+            value: filename.as_bytes().to_vec(),
+        }));
+    }
+    ContentDisposition { disposition: DispositionType::Attachment, parameters }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_ranges_are_parsed_and_clamped() {
+        assert_eq!(parse_range("bytes=0-0", 10), RangeRequest::One { start: 0, len: 1 });
+        assert_eq!(parse_range("bytes=-1", 10), RangeRequest::One { start: 9, len: 1 });
+        assert_eq!(parse_range("bytes=-100", 10), RangeRequest::One { start: 0, len: 10 });
+        assert_eq!(parse_range("bytes=5-", 10), RangeRequest::One { start: 5, len: 5 });
+        assert_eq!(parse_range("bytes=5-100", 10), RangeRequest::One { start: 5, len: 5 });
+        assert_eq!(parse_range("BYTES = 2-3", 10), RangeRequest::One { start: 2, len: 2 });
+        assert_eq!(parse_range("bytes=0-99999999999999999999", 10), RangeRequest::One { start: 0, len: 10 });
+    }
+
+    #[test]
+    fn ranges_past_the_end_are_unsatisfiable() {
+        assert_eq!(parse_range("bytes=10-", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=10-20", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=99999999999999999999-", 10), RangeRequest::Unsatisfiable);
+    }
+
+    #[test]
+    fn garbage_other_units_and_multiple_ranges_are_ignored() {
+        for value in
+            ["", "bytes", "bytes=", "bytes=-", "bytes=a-b", "bytes=5-4", "items=0-1", "bytes=0-1,3-4", "bytes=+1-2"]
+        {
+            assert_eq!(parse_range(value, 10), RangeRequest::Ignore, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_names_get_an_ascii_fallback_and_an_rfc_8187_name() {
+        let cd = content_disposition("résumé \"final\".pdf").to_string();
+        assert!(cd.starts_with("attachment; filename=\"r_sum_ \\\"final\\\".pdf\""), "{cd}");
+        assert!(cd.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf"), "{cd}");
+        assert_eq!(content_disposition("a.txt").to_string(), "attachment; filename=\"a.txt\"");
+    }
+}

@@ -1,0 +1,235 @@
+//! The five download strategies. They differ only in how they read the file; validators, conditional requests,
+//! ranges and headers come from [`http`], so the same request gets the same answer from each of them.
+
+mod cache;
+pub mod http;
+
+use std::{
+    io::{self, Read, Seek, SeekFrom},
+    path::Path,
+    task::Poll,
+};
+
+use actix_files::NamedFile;
+use actix_web::{HttpRequest, HttpResponse, body::SizedStream, http::header, route, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub use self::cache::FileCache;
+use self::http::{Decision, Representation, Span};
+use crate::{
+    error::AppError,
+    openapi::{DownloadHeaders, DownloadResponses},
+    startup::AppState,
+    storage::{CHUNK, FileId},
+};
+
+/// How a strategy reads the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    SyncRead,
+    AsyncRead,
+    NamedFile,
+    NamedFileSync,
+    Cached,
+}
+
+impl Reader {
+    pub const ALL: [Reader; 5] =
+        [Reader::SyncRead, Reader::AsyncRead, Reader::NamedFile, Reader::NamedFileSync, Reader::Cached];
+
+    /// The endpoint's path below `/files/download/`, before the id.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reader::SyncRead => "stream/sync_read",
+            Reader::AsyncRead => "stream/async_read",
+            Reader::NamedFile => "file",
+            Reader::NamedFileSync => "file/sync",
+            Reader::Cached => "cached",
+        }
+    }
+
+    pub fn path(self, id: &str) -> String {
+        format!("/files/download/{}/{id}", self.name())
+    }
+}
+
+/// Every download endpoint's body.
+async fn serve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: &str,
+    reader: Reader,
+) -> Result<HttpResponse, AppError> {
+    let id: FileId = id.parse().map_err(|_| AppError::NotFound)?;
+    let file = state.storage.get(id).ok_or(AppError::NotFound)?;
+    let rep = Representation::new(&file);
+    let span = match rep.decide(req.method(), req.headers()) {
+        Decision::NotModified => return Ok(with_headers(HttpResponse::NotModified().finish(), &rep, None)),
+        Decision::Unsatisfiable => return Err(AppError::RangeNotSatisfiable { size: file.size }),
+        Decision::Send(span) => span,
+    };
+    let (status, content_range) = rep.status(span);
+    let path = state.storage.content_path(id);
+    let sized = |stream: ChunkStream| HttpResponse::build(status).body(SizedStream::new(span.len, stream));
+    let res = match reader {
+        Reader::SyncRead => sized(Box::pin(sync_chunks(std::fs::File::open(&path)?, span)?)),
+        Reader::AsyncRead => sized(async_chunks(&path, span).await?),
+        Reader::NamedFile => {
+            // actix-files 0.7 has no `open_async`: this is what it did, an open on the blocking pool
+            let path = path.clone();
+            named(web::block(move || NamedFile::open(path)).await??, &req, span, sized)?
+        }
+        Reader::NamedFileSync => named(NamedFile::open(&path)?.read_mode_threshold(u64::MAX), &req, span, sized)?,
+        Reader::Cached => match state.cache.load(id, file.size, &path).await? {
+            Some(bytes) => {
+                if state.storage.get(id).is_none() {
+                    // deleted while we read it: do not keep it
+                    state.cache.remove(id);
+                }
+                let range = span.start as usize..(span.start + span.len) as usize;
+                HttpResponse::build(status).body(bytes.slice(range))
+            }
+            None => sized(async_chunks(&path, span).await?),
+        },
+    };
+    Ok(with_headers(res, &rep, content_range))
+}
+
+type ChunkStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
+
+/// Blocking `std::fs` reads of up to 256 KiB on the worker thread, one per chunk the client takes.
+fn sync_chunks(mut file: std::fs::File, span: Span) -> io::Result<impl Stream<Item = io::Result<Bytes>> + 'static> {
+    file.seek(SeekFrom::Start(span.start))?;
+    let mut remaining = span.len;
+    Ok(futures_util::stream::poll_fn(move |_| {
+        if remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let mut buf = BytesMut::zeroed(remaining.min(CHUNK as u64) as usize);
+        Poll::Ready(Some(match file.read(&mut buf) {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                remaining -= n as u64;
+                buf.truncate(n);
+                Ok(buf.freeze())
+            }
+            Err(err) => Err(err),
+        }))
+    }))
+}
+
+/// `tokio::fs` reads of up to 256 KiB, each on the blocking pool.
+async fn async_chunks(path: &Path, span: Span) -> io::Result<ChunkStream> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(SeekFrom::Start(span.start)).await?;
+    Ok(Box::pin(ReaderStream::with_capacity(file.take(span.len), CHUNK)))
+}
+
+/// actix-files answers plain requests itself. Its own conditional and range logic uses other validators (an
+/// inode/mtime ETag) and other rules (a malformed Range gets 416), so ranged and `If-Match` requests are answered
+/// by ferry's reader over the file actix-files opened.
+fn named(
+    file: NamedFile,
+    req: &HttpRequest,
+    span: Span,
+    sized: impl FnOnce(ChunkStream) -> HttpResponse,
+) -> io::Result<HttpResponse> {
+    let headers = req.headers();
+    if span.partial || headers.contains_key(header::RANGE) || headers.contains_key(header::IF_MATCH) {
+        let opened = file.file().try_clone()?;
+        return Ok(sized(Box::pin(sync_chunks(opened, span)?)));
+    }
+    let file = file.use_etag(false).use_last_modified(false).disable_content_disposition();
+    Ok(file.into_response(req))
+}
+
+fn with_headers(
+    mut res: HttpResponse,
+    rep: &Representation,
+    content_range: Option<header::HeaderValue>,
+) -> HttpResponse {
+    let headers = res.headers_mut();
+    for (name, value) in rep.headers() {
+        headers.insert(name, value);
+    }
+    if let Some(range) = content_range {
+        headers.insert(header::CONTENT_RANGE, range);
+    }
+    res
+}
+
+/// Stream, blocking reads on the worker
+///
+/// Opens the file and streams it in 256 KiB chunks read with blocking `std::fs` reads on the worker thread: no
+/// thread hops, lowest overhead when the file is in the page cache; a slow disk stalls the worker. The
+/// benchmark's streamed response with sync reads.
+#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[route("/files/download/stream/sync_read/{id}", method = "GET", method = "HEAD")]
+async fn sync_read(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    serve(req, state, &id, Reader::SyncRead).await
+}
+
+/// Stream, async reads
+///
+/// Streams the file in 256 KiB chunks read with `tokio::fs` (each read runs on the blocking pool): the worker
+/// never waits on the disk. The benchmark's streamed response with async reads; pick it for slow or remote disks.
+#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[route("/files/download/stream/async_read/{id}", method = "GET", method = "HEAD")]
+async fn async_read(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    serve(req, state, &id, Reader::AsyncRead).await
+}
+
+/// File response (actix-files), async open
+///
+/// Opens the file with `actix_files::NamedFile` on the blocking pool (what `open_async` did before actix-files
+/// 0.7) and lets actix-files stream it in 64 KiB blocking-pool reads. The benchmark's `FileResponse`; the idiomatic actix way to send a file.
+#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[route("/files/download/file/{id}", method = "GET", method = "HEAD")]
+async fn named_file(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    serve(req, state, &id, Reader::NamedFile).await
+}
+
+/// File response (actix-files), blocking open and reads
+///
+/// `actix_files::NamedFile::open` opens the file on the worker thread, and actix-files reads it there too (64 KiB
+/// at a time): no thread hops, but a slow disk stalls the worker.
+#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[route("/files/download/file/sync/{id}", method = "GET", method = "HEAD")]
+async fn named_file_sync(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    serve(req, state, &id, Reader::NamedFileSync).await
+}
+
+/// Whole file from memory
+///
+/// Serves the file from an in-memory LRU of whole files (`--cache-bytes`), reading it once on a miss; files over
+/// `--cache-max-file-bytes` are streamed with async reads instead. Answers hot small files without touching the
+/// disk or copying: the fastest way to serve a working set that fits in memory.
+#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[route("/files/download/cached/{id}", method = "GET", method = "HEAD")]
+async fn cached(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    serve(req, state, &id, Reader::Cached).await
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(sync_read).service(async_read).service(named_file).service(named_file_sync).service(cached);
+}

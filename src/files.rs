@@ -1,0 +1,97 @@
+//! Listing, looking up and deleting stored files.
+
+use actix_web::{HttpResponse, delete, get, http::header, web};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::{
+    error::{AppError, ErrorBody},
+    startup::AppState,
+    storage::{FileId, StoredFile},
+};
+
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// Continue after this id: the last id of the previous page.
+    pub after: Option<String>,
+}
+
+/// List files
+///
+/// Newest first. When a page is full, a `Link: <…>; rel="next"` header points at the next one.
+#[utoipa::path(
+    tag = "files",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Metadata of stored files, newest first", body = Vec<StoredFile>,
+            headers(("Link" = String, description = "The next page, when this one is full"))),
+        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+    )
+)]
+#[get("/files")]
+async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let after = match &query.after {
+        Some(after) => {
+            Some(after.parse::<FileId>().map_err(|_| AppError::BadRequest("after is not a file id".into()))?)
+        }
+        None => None,
+    };
+    let page = state.storage.list(limit, after);
+    let mut res = HttpResponse::Ok();
+    if let (true, Some(last)) = (page.len() == limit, page.last()) {
+        res.insert_header((header::LINK, format!("</files?limit={limit}&after={}>; rel=\"next\"", last.id)));
+    }
+    Ok(res.json(page))
+}
+
+/// File metadata
+#[utoipa::path(
+    tag = "files",
+    params(("id" = String, Path, description = "File id")),
+    responses(
+        (status = 200, description = "The file's metadata", body = StoredFile),
+        (status = 404, description = "No such file", body = ErrorBody),
+    )
+)]
+#[get("/files/{id}")]
+async fn metadata(state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<StoredFile>, AppError> {
+    let id: FileId = id.parse().map_err(|_| AppError::NotFound)?;
+    let file = state.storage.get(id).ok_or(AppError::NotFound)?;
+    Ok(web::Json(StoredFile::clone(&file)))
+}
+
+/// Delete a file
+///
+/// Afterwards every download strategy answers 404; downloads already under way finish.
+#[utoipa::path(
+    tag = "files",
+    params(("id" = String, Path, description = "File id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such file", body = ErrorBody),
+    )
+)]
+#[delete("/files/{id}")]
+async fn remove(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id: FileId = id.parse().map_err(|_| AppError::NotFound)?;
+    let storage = state.storage.clone();
+    web::block(move || storage.delete(id)).await??;
+    state.cache.remove(id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list).service(metadata).service(remove);
+}

@@ -1,0 +1,121 @@
+//! The OpenAPI document (collected from the handlers by utoipa-actix-web) and the pieces handlers share in it.
+
+use actix_web::App;
+use serde::Deserialize;
+use utoipa::{IntoParams, IntoResponses, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use crate::{error::ErrorBody, storage::StoredFile};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ferry",
+        description = "Upload and download files over HTTP. Every strategy of the FastAPI upload/download \
+            benchmark is a real endpoint here: same storage contract (server-made ids, sha256, size limits, \
+            nothing partial ever visible, durable on 201), different ways of reading and writing the bytes. \
+            Each operation says how it reads and writes, what it costs in memory and when to pick it.",
+        license(name = "MIT"),
+    ),
+    tags(
+        (name = "upload", description = "Nine ways to receive a file. All answer 201 with the stored file's metadata."),
+        (name = "download", description = "Five ways to send a file, with identical headers, conditional requests and ranges."),
+        (name = "files", description = "List, inspect and delete stored files."),
+        (name = "health", description = "Service health."),
+    ),
+    components(schemas(ErrorBody))
+)]
+pub struct ApiDoc;
+
+/// The document the server serves at `/api-docs/openapi.json`.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::startup::routes).split_for_parts().1
+}
+
+/// The optional integrity header of every upload.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ChecksumHeader {
+    /// SHA-256 of the file's bytes (the decoded bytes for base64), 64 hex digits. On a mismatch nothing is
+    /// stored and the answer is 400 `digest_mismatch`.
+    #[param(rename = "X-Checksum-Sha256", pattern = "^[0-9a-fA-F]{64}$")]
+    pub checksum: Option<String>,
+}
+
+/// Answers of every upload endpoint.
+#[derive(IntoResponses)]
+pub enum UploadResponses {
+    /// Stored: the file is complete, hashed and (unless `--fsync false`) on stable storage.
+    #[response(status = 201, headers(("Location" = String, description = "`/files/{id}`")))]
+    Created(#[to_schema] StoredFile),
+    /// Malformed body or headers (`bad_request`), no `file` part (`missing_file`), bad base64
+    /// (`invalid_base64`) or a checksum that differs (`digest_mismatch`).
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The body sent nothing for longer than `--body-idle-timeout` (`body_timeout`).
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// Larger than this endpoint's limit (`payload_too_large`); sent before the body is read when
+    /// Content-Length tells.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Wrong kind of body for this endpoint (`unsupported_media_type`).
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// The disk is full (`insufficient_storage`).
+    #[response(status = 507)]
+    InsufficientStorage(ErrorBody),
+}
+
+/// Request headers every download endpoint honours.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct DownloadHeaders {
+    /// One range: `bytes=a-b`, `bytes=a-` or `bytes=-n` (GET only). Several ranges or a malformed value get
+    /// the whole file.
+    #[param(rename = "Range", example = "bytes=0-1023")]
+    pub range: Option<String>,
+    /// An ETag (`"<sha256>"`) or `*`: 304 when it matches.
+    #[param(rename = "If-None-Match")]
+    pub if_none_match: Option<String>,
+    /// An HTTP date: 304 unless the file is newer (ignored when If-None-Match is sent).
+    #[param(rename = "If-Modified-Since")]
+    pub if_modified_since: Option<String>,
+    /// Honour Range only if the file still has this ETag or Last-Modified date.
+    #[param(rename = "If-Range")]
+    pub if_range: Option<String>,
+}
+
+/// Answers of every download endpoint.
+#[derive(IntoResponses)]
+pub enum DownloadResponses {
+    /// The whole file.
+    #[response(
+        status = 200,
+        content_type = "application/octet-stream",
+        headers(
+            ("ETag" = String, description = "`\"<sha256>\"`, the same from every strategy"),
+            ("Last-Modified" = String),
+            ("Content-Disposition" = String, description = "attachment, with `filename` and RFC 8187 `filename*`"),
+            ("Repr-Digest" = String, description = "`sha-256=:<base64>:` of the whole file"),
+            ("Accept-Ranges" = String),
+        )
+    )]
+    Ok(#[to_schema] Vec<u8>),
+    /// One range of the file.
+    #[response(
+        status = 206,
+        content_type = "application/octet-stream",
+        headers(("Content-Range" = String, description = "`bytes a-b/size`"), ("ETag" = String), ("Repr-Digest" = String))
+    )]
+    Partial(#[to_schema] Vec<u8>),
+    /// The client's copy is current (If-None-Match or If-Modified-Since).
+    #[response(status = 304)]
+    NotModified,
+    /// Unknown or malformed id (`not_found`).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The range starts past the end (`range_not_satisfiable`).
+    #[response(status = 416, headers(("Content-Range" = String, description = "`bytes */size`")))]
+    RangeNotSatisfiable(ErrorBody),
+}
