@@ -1,0 +1,108 @@
+//! Listing, metadata and deletion.
+
+use ferry::{download::Reader, storage::StoredFile};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn the_list_is_newest_first_and_pages_with_a_cursor() {
+    let app = spawn_app().await;
+    let mut stored = Vec::new();
+    for i in 0..5u8 {
+        stored.push(app.store(&[i]).await.id);
+    }
+    let all: Vec<StoredFile> = app.client.get(app.url("/files")).send().await.unwrap().json().await.unwrap();
+    let newest_first: Vec<_> = stored.iter().rev().copied().collect();
+    assert_eq!(all.iter().map(|f| f.id).collect::<Vec<_>>(), newest_first);
+
+    let res = app.client.get(app.url("/files?limit=2")).send().await.unwrap();
+    let link = res.headers()["link"].to_str().unwrap().to_owned();
+    let first: Vec<StoredFile> = res.json().await.unwrap();
+    assert_eq!(first.iter().map(|f| f.id).collect::<Vec<_>>(), newest_first[..2]);
+    assert_eq!(link, format!("</files?limit=2&after={}>; rel=\"next\"", newest_first[1]));
+    let url = app.url(&format!("/files?limit=2&after={}", newest_first[1]));
+    let second: Vec<StoredFile> = app.client.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(second.iter().map(|f| f.id).collect::<Vec<_>>(), newest_first[2..4]);
+    let url = app.url(&format!("/files?limit=2&after={}", newest_first[3]));
+    let last = app.client.get(url).send().await.unwrap();
+    assert!(last.headers().get("link").is_none());
+    assert_eq!(last.json::<Vec<StoredFile>>().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_400() {
+    let app = spawn_app().await;
+    for query in ["limit=0", "limit=1001", "limit=x", "after=nope"] {
+        let res = app.client.get(app.url(&format!("/files?{query}"))).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{query}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn metadata_is_returned_by_id() {
+    let app = spawn_app().await;
+    let file = app.store(b"hello").await;
+    let got: StoredFile =
+        app.client.get(app.url(&format!("/files/{}", file.id))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got, file);
+    let res = app.client.get(app.url("/files/00000000-0000-0000-0000-000000000000")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn a_deleted_file_is_gone_from_every_strategy_the_list_and_the_disk() {
+    let app = spawn_app().await;
+    let file = app.store(&[7; 1000]).await;
+    let id = file.id.to_string();
+    // warm the cache, so deletion must evict it
+    assert_eq!(app.download(Reader::Cached, &id).send().await.unwrap().status(), 200);
+
+    let res = app.client.delete(app.url(&format!("/files/{id}"))).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    for reader in Reader::ALL {
+        assert_eq!(app.download(reader, &id).send().await.unwrap().status(), 404, "{reader:?}");
+    }
+    assert_eq!(app.client.get(app.url(&format!("/files/{id}"))).send().await.unwrap().status(), 404);
+    assert_eq!(app.client.delete(app.url(&format!("/files/{id}"))).send().await.unwrap().status(), 404);
+    let list: Vec<StoredFile> = app.client.get(app.url("/files")).send().await.unwrap().json().await.unwrap();
+    assert!(list.is_empty());
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_download_under_way_finishes_when_its_file_is_deleted() {
+    let app = spawn_app_with(|c| c.max_upload_bytes = 64 << 20).await;
+    let bytes = crate::helpers::pattern(16 << 20);
+    for reader in Reader::ALL {
+        let id = app.store(&bytes).await.id.to_string();
+        let res = app.download(reader, &id).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{reader:?}");
+        let del = app.client.delete(app.url(&format!("/files/{id}"))).send().await.unwrap();
+        assert_eq!(del.status(), 204);
+        let body = res.bytes().await.unwrap();
+        assert!(body == bytes, "{reader:?}: the download under way was cut");
+        assert_eq!(app.download(reader, &id).send().await.unwrap().status(), 404);
+    }
+}
+
+#[tokio::test]
+async fn health_is_ok_while_the_data_dir_is_writable() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "ok");
+
+    std::fs::remove_dir_all(app.tmp_dir()).unwrap();
+    let res = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "unavailable");
+}
+
+#[tokio::test]
+async fn unknown_paths_get_a_json_404() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/nothing/here")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+}

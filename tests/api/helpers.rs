@@ -1,0 +1,206 @@
+//! A real ferry on a free loopback port with its own temporary data directory, and one method per request kind.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use base64::Engine;
+use ferry::{config::Config, download::Reader, startup::Application, storage::StoredFile, upload::Strategy};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Streaming limit in tests: small enough to test cheaply, above the 256 KiB the benchmark uses.
+pub const MAX_UPLOAD: u64 = 384 * 1024;
+/// Buffered limit in tests, different from the streaming one so that each strategy's own limit is checked.
+pub const MAX_BUFFERED: u64 = 320 * 1024;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub data_dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp data dir");
+    let mut config = test_config(data_dir.path());
+    tune(&mut config);
+    let app = Application::build(&config).expect("server starts");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    TestApp { addr, client, data_dir }
+}
+
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::with_data_dir(data_dir);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.workers = 2;
+    config.max_upload_bytes = MAX_UPLOAD;
+    config.max_buffered_bytes = MAX_BUFFERED;
+    config.fsync = false;
+    config.body_idle_timeout = Duration::from_secs(5);
+    config
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Bytes that differ at every offset, so a misplaced range shows.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+}
+
+pub fn file_limit(strategy: Strategy) -> u64 {
+    if strategy.buffers_whole_file() { MAX_BUFFERED } else { MAX_UPLOAD }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.path().join("files")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.path().join("tmp")
+    }
+
+    /// A request that uploads `bytes` named `filename` the way `strategy` expects them.
+    pub fn upload_request(&self, strategy: Strategy, bytes: Vec<u8>, filename: &str) -> reqwest::RequestBuilder {
+        let post = self.client.post(self.url(&strategy.path()));
+        match strategy {
+            Strategy::StreamMemoryWrite | Strategy::StreamDiskWrite | Strategy::StreamAsyncWrite => {
+                post.query(&[("filename", filename)]).header("content-type", "application/octet-stream").body(bytes)
+            }
+            Strategy::JsonBase64 => post.json(&serde_json::json!({
+                "filename": filename,
+                "data": base64::engine::general_purpose::STANDARD.encode(&bytes),
+            })),
+            _ => post.multipart(
+                reqwest::multipart::Form::new()
+                    .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned())),
+            ),
+        }
+    }
+
+    pub async fn upload(&self, strategy: Strategy, bytes: &[u8]) -> reqwest::Response {
+        self.upload_request(strategy, bytes.to_vec(), "data.bin").send().await.expect("upload request")
+    }
+
+    /// Uploads and returns the stored file, failing the test unless the answer is 201.
+    pub async fn store(&self, bytes: &[u8]) -> StoredFile {
+        let res = self.upload(Strategy::StreamAsyncWrite, bytes).await;
+        assert_eq!(res.status(), 201);
+        res.json().await.unwrap()
+    }
+
+    pub fn download(&self, reader: Reader, id: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(&reader.path(id)))
+    }
+
+    /// Names in `<data>/files/` (content and metadata), sorted.
+    pub fn stored_names(&self) -> Vec<String> {
+        names_in(&self.files_dir())
+    }
+
+    /// Waits until `<data>/tmp/` is empty (cleanup after a dropped request runs when the server notices),
+    /// returning what is still there when it never gets empty.
+    pub async fn tmp_settles_empty(&self) -> Vec<String> {
+        let mut left = names_in(&self.tmp_dir());
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            left = names_in(&self.tmp_dir());
+        }
+        left
+    }
+
+    /// Opens a raw connection, for what HTTP clients will not send.
+    pub async fn raw(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.expect("connect")
+    }
+}
+
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Reads a whole HTTP response from a raw connection (until the server closes it or `limit` passes).
+pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(limit, async {
+        let mut chunk = [0; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if response_complete(&buf) {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Headers ended and the Content-Length body is in.
+fn response_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let len = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    body.len() >= len
+}
+
+/// Request head for an upload sent by hand.
+pub fn request_head(strategy: Strategy, content_type: &str, extra: &str) -> String {
+    format!("POST {} HTTP/1.1\r\nHost: ferry\r\nContent-Type: {content_type}\r\n{extra}\r\n", strategy.path())
+}
+
+/// The Content-Type a hand-made request for `strategy` carries.
+pub fn content_type_for(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::StreamMemoryWrite | Strategy::StreamDiskWrite | Strategy::StreamAsyncWrite => {
+            "application/octet-stream"
+        }
+        Strategy::JsonBase64 => "application/json",
+        _ => "multipart/form-data; boundary=XyZ",
+    }
+}
+
+/// The first bytes of a body for `strategy`, up to where the file's bytes begin.
+pub fn body_prefix(strategy: Strategy) -> &'static [u8] {
+    match strategy {
+        Strategy::StreamMemoryWrite | Strategy::StreamDiskWrite | Strategy::StreamAsyncWrite => b"",
+        Strategy::JsonBase64 => b"{\"filename\":\"a\",\"data\":\"",
+        _ => b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n",
+    }
+}
+
+pub async fn send_all(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).await.expect("write");
+}

@@ -1,0 +1,6 @@
+mod downloads;
+mod files;
+mod helpers;
+mod restart;
+mod upload_errors;
+mod uploads;

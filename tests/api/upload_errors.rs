@@ -1,0 +1,219 @@
+//! Bad uploads get a clear JSON error and leave nothing behind.
+
+use std::time::Duration;
+
+use ferry::upload::Strategy;
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::{
+    MAX_UPLOAD, body_prefix, content_type_for, pattern, read_response, request_head, send_all, spawn_app,
+    spawn_app_with,
+};
+
+async fn error_code(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.expect("JSON error body");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    (status, body["error"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn an_oversized_content_length_is_refused_before_any_body_byte_is_sent() {
+    let app = spawn_app().await;
+    for strategy in Strategy::ALL {
+        let mut stream = app.raw().await;
+        let head = request_head(strategy, content_type_for(strategy), "Content-Length: 10737418240\r\n");
+        send_all(&mut stream, head.as_bytes()).await;
+        let response = read_response(&mut stream, Duration::from_secs(5)).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{strategy:?}: {response:?}");
+        assert!(response.to_ascii_lowercase().contains("connection: close"), "{strategy:?}: {response}");
+        assert!(response.contains("\"error\":\"payload_too_large\""), "{strategy:?}: {response}");
+    }
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_refused_once_it_crosses_the_limit() {
+    let app = spawn_app().await;
+    let mut answered = 0;
+    for strategy in Strategy::ALL {
+        let mut body = body_prefix(strategy).to_vec();
+        body.extend(std::iter::repeat_n(b'A', 2 * MAX_UPLOAD as usize));
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(16 * 1024).map(|c| Ok(c.to_vec())).collect();
+        let res = app
+            .client
+            .post(app.url(&strategy.path()))
+            .header("content-type", content_type_for(strategy))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send()
+            .await;
+        // the server may close before the client finished sending; when it got the answer it must be 413
+        if let Ok(res) = res {
+            assert_eq!(error_code(res).await, (413, "payload_too_large".into()), "{strategy:?}");
+            answered += 1;
+        }
+    }
+    assert!(answered > 0, "no chunked upload got an answer");
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_body_leaves_no_temp_file_and_publishes_nothing() {
+    let app = spawn_app().await;
+    for strategy in Strategy::ALL {
+        let mut stream = app.raw().await;
+        let head = request_head(strategy, content_type_for(strategy), "Content-Length: 300000\r\n");
+        send_all(&mut stream, head.as_bytes()).await;
+        send_all(&mut stream, body_prefix(strategy)).await;
+        send_all(&mut stream, &[b'A'; 100_000]).await;
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stream);
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_is_discarded() {
+    let app = spawn_app_with(|c| c.body_idle_timeout = Duration::from_millis(300)).await;
+    for strategy in Strategy::ALL {
+        let mut stream = app.raw().await;
+        let head = request_head(strategy, content_type_for(strategy), "Content-Length: 100000\r\n");
+        send_all(&mut stream, head.as_bytes()).await;
+        send_all(&mut stream, body_prefix(strategy)).await;
+        send_all(&mut stream, &[b'A'; 1000]).await;
+        let response = read_response(&mut stream, Duration::from_secs(5)).await;
+        assert!(response.starts_with("HTTP/1.1 408"), "{strategy:?}: {response:?}");
+        assert!(response.contains("\"error\":\"body_timeout\""), "{strategy:?}: {response}");
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn multipart_endpoints_refuse_other_bodies_with_415() {
+    let app = spawn_app().await;
+    for strategy in [
+        Strategy::Single,
+        Strategy::SingleSync,
+        Strategy::SingleStream,
+        Strategy::SingleStreamSyncWrite,
+        Strategy::SingleSpooled,
+    ] {
+        let res =
+            app.client.post(app.url(&strategy.path())).header("content-type", "application/octet-stream").body("x");
+        assert_eq!(error_code(res.send().await.unwrap()).await, (415, "unsupported_media_type".into()), "{strategy:?}");
+    }
+    let res = app.client.post(app.url(&Strategy::JsonBase64.path())).header("content-type", "text/plain").body("{}");
+    assert_eq!(error_code(res.send().await.unwrap()).await, (415, "unsupported_media_type".into()));
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_form_without_a_file_part_is_missing_file() {
+    let app = spawn_app().await;
+    for strategy in [
+        Strategy::Single,
+        Strategy::SingleSync,
+        Strategy::SingleStream,
+        Strategy::SingleStreamSyncWrite,
+        Strategy::SingleSpooled,
+    ] {
+        let form = reqwest::multipart::Form::new().text("note", "no file here");
+        let res = app.client.post(app.url(&strategy.path())).multipart(form).send().await.unwrap();
+        assert_eq!(error_code(res).await, (400, "missing_file".into()), "{strategy:?}");
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_form_with_two_file_parts_is_refused_and_other_parts_are_ignored() {
+    let app = spawn_app().await;
+    for strategy in [
+        Strategy::Single,
+        Strategy::SingleSync,
+        Strategy::SingleStream,
+        Strategy::SingleStreamSyncWrite,
+        Strategy::SingleSpooled,
+    ] {
+        let part = |b: &[u8]| reqwest::multipart::Part::bytes(b.to_vec()).file_name("f");
+        let two = reqwest::multipart::Form::new().part("file", part(b"one")).part("file", part(b"two"));
+        let res = app.client.post(app.url(&strategy.path())).multipart(two).send().await.unwrap();
+        assert_eq!(error_code(res).await, (400, "bad_request".into()), "{strategy:?}");
+
+        let extra = reqwest::multipart::Form::new().text("before", "x").part("file", part(b"one")).text("after", "y");
+        let res = app.client.post(app.url(&strategy.path())).multipart(extra).send().await.unwrap();
+        assert_eq!(res.status(), 201, "{strategy:?}");
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert_eq!(app.stored_names().len(), 5 * 2);
+}
+
+#[tokio::test]
+async fn a_multipart_body_cut_before_its_closing_boundary_is_a_bad_request() {
+    let app = spawn_app().await;
+    for strategy in [
+        Strategy::Single,
+        Strategy::SingleSync,
+        Strategy::SingleStream,
+        Strategy::SingleStreamSyncWrite,
+        Strategy::SingleSpooled,
+    ] {
+        let res = app
+            .client
+            .post(app.url(&strategy.path()))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body([body_prefix(strategy), b"abc"].concat())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(res).await, (400, "bad_request".into()), "{strategy:?}");
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn bad_base64_and_bad_json_are_told_apart() {
+    let app = spawn_app().await;
+    let url = app.url(&Strategy::JsonBase64.path());
+    let bad_b64 = app.client.post(&url).json(&serde_json::json!({"filename": "a", "data": "not base64!"}));
+    assert_eq!(error_code(bad_b64.send().await.unwrap()).await, (400, "invalid_base64".into()));
+    let bad_json = app.client.post(&url).header("content-type", "application/json").body("{\"data\": ");
+    assert_eq!(error_code(bad_json.send().await.unwrap()).await, (400, "bad_request".into()));
+    let no_data = app.client.post(&url).json(&serde_json::json!({"filename": "a"}));
+    assert_eq!(error_code(no_data.send().await.unwrap()).await, (400, "bad_request".into()));
+    assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn base64_without_padding_is_accepted() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url(&Strategy::JsonBase64.path()))
+        .json(&serde_json::json!({"filename": "a", "data": "aGk", "content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let stored: ferry::storage::StoredFile = res.json().await.unwrap();
+    assert_eq!((stored.size, stored.content_type.as_str()), (2, "text/plain"));
+    assert_eq!(std::fs::read(app.files_dir().join(stored.id.to_string())).unwrap(), b"hi");
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_stores_nothing() {
+    let app = spawn_app().await;
+    let mut stream = app.raw().await;
+    let head = request_head(Strategy::StreamDiskWrite, "application/octet-stream", "Content-Length: 5000\r\n");
+    send_all(&mut stream, head.as_bytes()).await;
+    send_all(&mut stream, &pattern(1000)).await;
+    stream.shutdown().await.unwrap();
+    let _ = read_response(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+}
