@@ -59,7 +59,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
 /// File metadata
 #[utoipa::path(
     tag = "files",
-    params(("id" = String, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id")),
     responses(
         (status = 200, description = "The file's metadata", body = StoredFile),
         (status = 404, description = "No such file", body = ErrorBody),
@@ -77,7 +77,7 @@ async fn metadata(state: web::Data<AppState>, id: web::Path<String>) -> Result<w
 /// Afterwards every download strategy answers 404; downloads already under way finish.
 #[utoipa::path(
     tag = "files",
-    params(("id" = String, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such file", body = ErrorBody),

@@ -2,7 +2,10 @@
 
 use actix_web::App;
 use serde::Deserialize;
-use utoipa::{IntoParams, IntoResponses, OpenApi};
+use utoipa::{
+    IntoParams, IntoResponses, OpenApi, PartialSchema, ToSchema,
+    openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type},
+};
 use utoipa_actix_web::AppExt;
 
 use crate::{error::ErrorBody, storage::StoredFile};
@@ -23,14 +26,44 @@ use crate::{error::ErrorBody, storage::StoredFile};
         (name = "files", description = "List, inspect and delete stored files."),
         (name = "health", description = "Service health."),
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, Binary))
 )]
 pub struct ApiDoc;
 
 /// The document the server serves at `/api-docs/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::startup::routes).split_for_parts().1
+    let (_, api) =
+        App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::startup::routes).split_for_parts();
+    finish(api)
 }
+
+/// What the collected document still needs: utoipa gives a `method(get, head)` handler one operation id for
+/// both, and operation ids must be unique.
+pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for item in api.paths.paths.values_mut() {
+        if let Some(head) = item.head.as_mut() {
+            head.operation_id = head.operation_id.take().map(|id| format!("{id}_head"));
+            head.summary = head.summary.take().map(|s| format!("{s} (headers only)"));
+        }
+    }
+    api
+}
+
+/// A file's raw bytes, in a request or response body: a string of binary format, which Swagger UI offers as a
+/// file picker.
+pub struct Binary;
+
+impl PartialSchema for Binary {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("The file's bytes"))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
 
 /// The optional integrity header of every upload.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -101,14 +134,14 @@ pub enum DownloadResponses {
             ("Accept-Ranges" = String),
         )
     )]
-    Ok(#[to_schema] Vec<u8>),
+    Ok(#[to_schema] Binary),
     /// One range of the file.
     #[response(
         status = 206,
         content_type = "application/octet-stream",
         headers(("Content-Range" = String, description = "`bytes a-b/size`"), ("ETag" = String), ("Repr-Digest" = String))
     )]
-    Partial(#[to_schema] Vec<u8>),
+    Partial(#[to_schema] Binary),
     /// The client's copy is current (If-None-Match or If-Modified-Since).
     #[response(status = 304)]
     NotModified,

@@ -14,7 +14,7 @@ use crate::{
     download::{self, FileCache},
     error::AppError,
     files, health,
-    openapi::ApiDoc,
+    openapi::{self, ApiDoc},
     storage::Storage,
     upload::{self, ENVELOPE_BYTES, Limits},
 };
@@ -67,7 +67,9 @@ impl Application {
                         .error_handler(|err, _| AppError::BadRequest(format!("bad query string: {err}")).into()),
                 )
                 .configure(routes)
-                .openapi_service(|api| SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", api))
+                .openapi_service(|api| {
+                    SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi::finish(api))
+                })
                 .into_app()
                 .route(
                     "/docs",

@@ -167,7 +167,7 @@ fn with_headers(
 /// Opens the file and streams it in 256 KiB chunks read with blocking `std::fs` reads on the worker thread: no
 /// thread hops, lowest overhead when the file is in the page cache; a slow disk stalls the worker. The
 /// benchmark's streamed response with sync reads.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
 #[route("/files/download/stream/sync_read/{id}", method = "GET", method = "HEAD")]
 async fn sync_read(
     req: HttpRequest,
@@ -181,7 +181,7 @@ async fn sync_read(
 ///
 /// Streams the file in 256 KiB chunks read with `tokio::fs` (each read runs on the blocking pool): the worker
 /// never waits on the disk. The benchmark's streamed response with async reads; pick it for slow or remote disks.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
 #[route("/files/download/stream/async_read/{id}", method = "GET", method = "HEAD")]
 async fn async_read(
     req: HttpRequest,
@@ -195,7 +195,7 @@ async fn async_read(
 ///
 /// Opens the file with `actix_files::NamedFile` on the blocking pool (what `open_async` did before actix-files
 /// 0.7) and lets actix-files stream it in 64 KiB blocking-pool reads. The benchmark's `FileResponse`; the idiomatic actix way to send a file.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
 #[route("/files/download/file/{id}", method = "GET", method = "HEAD")]
 async fn named_file(
     req: HttpRequest,
@@ -209,7 +209,7 @@ async fn named_file(
 ///
 /// `actix_files::NamedFile::open` opens the file on the worker thread, and actix-files reads it there too (64 KiB
 /// at a time): no thread hops, but a slow disk stalls the worker.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
 #[route("/files/download/file/sync/{id}", method = "GET", method = "HEAD")]
 async fn named_file_sync(
     req: HttpRequest,
@@ -224,7 +224,7 @@ async fn named_file_sync(
 /// Serves the file from an in-memory LRU of whole files (`--cache-bytes`), reading it once on a miss; files over
 /// `--cache-max-file-bytes` are streamed with async reads instead. Answers hot small files without touching the
 /// disk or copying: the fastest way to serve a working set that fits in memory.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = String, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
+#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
 #[route("/files/download/cached/{id}", method = "GET", method = "HEAD")]
 async fn cached(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     serve(req, state, &id, Reader::Cached).await

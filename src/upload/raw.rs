@@ -9,7 +9,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::{Strategy, Upload, body::Body, body::payload_error};
 use crate::{
     error::AppError,
-    openapi::{ChecksumHeader, UploadResponses},
+    openapi::{Binary, ChecksumHeader, UploadResponses},
     startup::AppState,
     storage::StoredFile,
 };
@@ -50,7 +50,7 @@ fn raw_filename(req: &HttpRequest) -> Option<String> {
 #[utoipa::path(
     tag = "upload",
     params(RawQuery, ChecksumHeader),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes."),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The file's bytes, stored as sent."),
     responses(UploadResponses)
 )]
 #[post("/files/upload/stream/async_read_and_memory_write")]
@@ -70,7 +70,7 @@ async fn async_read_and_memory_write(
 #[utoipa::path(
     tag = "upload",
     params(RawQuery, ChecksumHeader),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes."),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The file's bytes, stored as sent."),
     responses(UploadResponses)
 )]
 #[post("/files/upload/stream/async_read_and_disk_write")]
@@ -90,7 +90,7 @@ async fn async_read_and_disk_write(
 #[utoipa::path(
     tag = "upload",
     params(RawQuery, ChecksumHeader),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes."),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The file's bytes, stored as sent."),
     responses(UploadResponses)
 )]
 #[post("/files/upload/stream/async_read_and_async_write")]

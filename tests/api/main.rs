@@ -1,6 +1,7 @@
 mod downloads;
 mod files;
 mod helpers;
+mod openapi;
 mod restart;
 mod upload_errors;
 mod uploads;

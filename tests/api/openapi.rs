@@ -1,0 +1,86 @@
+//! The OpenAPI document: committed, served, complete.
+
+use ferry::{download::Reader, upload::Strategy};
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+async fn served_spec() -> Value {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/api-docs/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_committed_spec_is_the_served_spec() {
+    let committed: Value = serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+    assert!(
+        served_spec().await == committed,
+        "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[tokio::test]
+async fn every_endpoint_is_documented_with_its_tag() {
+    let spec = served_spec().await;
+    let paths = &spec["paths"];
+    for strategy in Strategy::ALL {
+        let op = &paths[strategy.path()]["post"];
+        assert_eq!(op["tags"][0], "upload", "{strategy:?}");
+        assert!(op["description"].as_str().is_some_and(|d| d.len() > 80), "{strategy:?} explains itself");
+        for status in ["201", "400", "408", "413", "415", "507"] {
+            assert!(op["responses"][status].is_object(), "{strategy:?} documents {status}");
+        }
+        assert!(op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "X-Checksum-Sha256"));
+    }
+    for reader in Reader::ALL {
+        let item = &paths[reader.path("{id}")];
+        for method in ["get", "head"] {
+            assert_eq!(item[method]["tags"][0], "download", "{reader:?} {method}");
+            for status in ["200", "206", "304", "404", "416"] {
+                assert!(item[method]["responses"][status].is_object(), "{reader:?} documents {status}");
+            }
+        }
+        assert_ne!(item["get"]["operationId"], item["head"]["operationId"]);
+    }
+    assert_eq!(paths["/files"]["get"]["tags"][0], "files");
+    assert!(paths["/files/{id}"]["get"].is_object() && paths["/files/{id}"]["delete"].is_object());
+    assert_eq!(paths["/health"]["get"]["tags"][0], "health");
+    assert_eq!(spec["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn uploads_are_documented_so_swagger_ui_offers_a_file_picker() {
+    let spec = served_spec().await;
+    let schemas = &spec["components"]["schemas"];
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => schemas[r.rsplit('/').next().unwrap()].clone(),
+            None => schema.clone(),
+        }
+    };
+    let raw = &spec["paths"][Strategy::StreamDiskWrite.path()]["post"]["requestBody"]["content"];
+    let raw = resolve(&raw["application/octet-stream"]["schema"]);
+    assert_eq!((raw["type"].as_str(), raw["format"].as_str()), (Some("string"), Some("binary")));
+
+    let form = &spec["paths"][Strategy::SingleStream.path()]["post"]["requestBody"]["content"];
+    let form = resolve(&form["multipart/form-data"]["schema"]);
+    assert_eq!(form["properties"]["file"]["format"], "binary");
+
+    let json = &spec["paths"][Strategy::JsonBase64.path()]["post"]["requestBody"]["content"];
+    let json = resolve(&json["application/json"]["schema"]);
+    assert_eq!(json["properties"]["data"]["contentEncoding"], "base64");
+    assert!(json["example"]["data"].is_string());
+}
+
+#[tokio::test]
+async fn swagger_ui_is_at_docs() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "/docs/");
+    let page = app.client.get(app.url("/docs/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+}
