@@ -32,6 +32,9 @@ pub enum AppError {
     /// The endpoint reads a different kind of body.
     #[error("this endpoint expects {expected}")]
     UnsupportedMediaType { expected: &'static str },
+    /// The path exists, but not with this method.
+    #[error("this path does not take that method; it takes {allow}")]
+    MethodNotAllowed { allow: String },
     /// The requested range starts past the end of the file.
     #[error("the requested range is outside the file's {size} bytes")]
     RangeNotSatisfiable { size: u64 },
@@ -84,6 +87,7 @@ impl AppError {
             AppError::InvalidBase64(_) => (StatusCode::BAD_REQUEST, "invalid_base64"),
             AppError::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "digest_mismatch"),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -113,8 +117,14 @@ impl ResponseError for AppError {
             _ => log::debug!("{code}: {self}"),
         }
         let mut res = HttpResponse::build(status);
-        if let AppError::RangeNotSatisfiable { size } = self {
-            res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+        match self {
+            AppError::RangeNotSatisfiable { size } => {
+                res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            AppError::MethodNotAllowed { allow } => {
+                res.insert_header((header::ALLOW, allow.as_str()));
+            }
+            _ => {}
         }
         if self.abandons_body() {
             res.force_close();

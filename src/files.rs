@@ -21,6 +21,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this id: the last id of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub after: Option<String>,
 }
 
@@ -42,7 +43,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let after = match &query.after {
+    let after = match query.after.as_deref() {
         Some(after) => {
             Some(after.parse::<FileId>().map_err(|_| AppError::BadRequest("after is not a file id".into()))?)
         }

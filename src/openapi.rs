@@ -4,7 +4,7 @@ use actix_web::App;
 use serde::Deserialize;
 use utoipa::{
     IntoParams, IntoResponses, OpenApi, PartialSchema, ToSchema,
-    openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type},
+    openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type, link::LinkBuilder},
 };
 use utoipa_actix_web::AppExt;
 
@@ -39,14 +39,63 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 
 /// What the collected document still needs: utoipa gives a `method(get, head)` handler one operation id for
 /// both, and operation ids must be unique.
+/// Upload answers also link to every operation that takes the new id, so that clients (and schemathesis'
+/// stateful tests) can follow an upload to its downloads.
 pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let takes_id: Vec<String> = api
+        .paths
+        .paths
+        .values()
+        .flat_map(|item| [&item.get, &item.delete])
+        .filter_map(|op| op.as_ref()?.operation_id.clone())
+        .filter(|id| id != "list" && id != "health")
+        .collect();
     for item in api.paths.paths.values_mut() {
         if let Some(head) = item.head.as_mut() {
             head.operation_id = head.operation_id.take().map(|id| format!("{id}_head"));
             head.summary = head.summary.take().map(|s| format!("{s} (headers only)"));
         }
+        let Some(RefOr::T(created)) = item.post.as_mut().and_then(|post| post.responses.responses.get_mut("201"))
+        else {
+            continue;
+        };
+        for id in &takes_id {
+            let link = LinkBuilder::new().operation_id(id).parameter("id", "$response.body#/id").build();
+            created.links.insert(id.clone(), RefOr::T(link));
+        }
     }
     api
+}
+
+/// The documented paths and their methods, to tell "no such path" (404) from "not with this method" (405).
+pub struct KnownRoutes(Vec<(Vec<String>, String)>);
+
+impl KnownRoutes {
+    pub fn from_spec(api: &utoipa::openapi::OpenApi) -> Self {
+        let routes = api.paths.paths.iter().map(|(path, item)| {
+            let methods = [
+                ("GET", &item.get),
+                ("HEAD", &item.head),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            let allow: Vec<&str> = methods.iter().filter(|(_, op)| op.is_some()).map(|(m, _)| *m).collect();
+            (path.split('/').map(str::to_owned).collect(), allow.join(", "))
+        });
+        KnownRoutes(routes.collect())
+    }
+
+    /// The `Allow` value for a path, if it is a documented one.
+    pub fn allowed(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0.iter().find_map(|(template, allow)| {
+            let matches = template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()));
+            matches.then_some(allow.as_str())
+        })
+    }
 }
 
 /// A file's raw bytes, in a request or response body: a string of binary format, which Swagger UI offers as a
@@ -122,10 +171,10 @@ pub struct DownloadHeaders {
 /// Answers of every download endpoint.
 #[derive(IntoResponses)]
 pub enum DownloadResponses {
-    /// The whole file.
+    /// The whole file, with the Content-Type it was stored with.
     #[response(
         status = 200,
-        content_type = "application/octet-stream",
+        content_type = "*/*",
         headers(
             ("ETag" = String, description = "`\"<sha256>\"`, the same from every strategy"),
             ("Last-Modified" = String),
@@ -138,7 +187,7 @@ pub enum DownloadResponses {
     /// One range of the file.
     #[response(
         status = 206,
-        content_type = "application/octet-stream",
+        content_type = "*/*",
         headers(("Content-Range" = String, description = "`bytes a-b/size`"), ("ETag" = String), ("Repr-Digest" = String))
     )]
     Partial(#[to_schema] Binary),

@@ -14,7 +14,7 @@ use crate::{
     download::{self, FileCache},
     error::AppError,
     files, health,
-    openapi::{self, ApiDoc},
+    openapi::{self, ApiDoc, KnownRoutes},
     storage::Storage,
     upload::{self, ENVELOPE_BYTES, Limits},
 };
@@ -33,6 +33,14 @@ pub fn routes(cfg: &mut ServiceConfig) {
     health::configure(cfg);
 }
 
+/// Requests no route took: 405 with `Allow` on a documented path, 404 elsewhere; JSON either way.
+async fn unrouted(req: actix_web::HttpRequest, known: web::Data<KnownRoutes>) -> Result<HttpResponse, AppError> {
+    Err(match known.allowed(req.path()) {
+        Some(allow) => AppError::MethodNotAllowed { allow: allow.to_owned() },
+        None => AppError::NotFound,
+    })
+}
+
 pub struct Application {
     server: Server,
     addr: SocketAddr,
@@ -48,6 +56,7 @@ impl Application {
         };
         let cache = FileCache::new(config.cache_bytes, config.cache_max_file_bytes);
         let state = web::Data::new(AppState { storage, limits, cache });
+        let known = web::Data::new(KnownRoutes::from_spec(&openapi::spec()));
         let listener = std::net::TcpListener::bind(config.addr)?;
         let addr = listener.local_addr()?;
         let server = HttpServer::new(move || {
@@ -77,7 +86,8 @@ impl Application {
                         HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
                     }),
                 )
-                .default_service(web::to(|| async { Err::<HttpResponse, _>(AppError::NotFound) }))
+                .app_data(known.clone())
+                .default_service(web::to(unrouted))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
         })
         .workers(config.workers)

@@ -1,12 +1,14 @@
 //! Multipart strategies: the file is the form part named `file`; other parts are read and ignored.
 
+use std::panic::AssertUnwindSafe;
+
 use actix_multipart::{
     Field, Multipart, MultipartError,
     form::{MultipartForm, tempfile::TempFile},
 };
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, dev, post, web};
 use bytes::BytesMut;
-use futures_util::TryStreamExt;
+use futures_util::{FutureExt, TryStreamExt};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -66,7 +68,10 @@ pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<S
     require_form_data(upload.req)?;
     let body: std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>> = Box::pin(body);
     let mut payload = dev::Payload::Stream { payload: body };
-    let form = MultipartForm::<Spooled>::from_request(upload.req, &mut payload).await.map_err(|err| {
+    // actix-multipart asserts (in debug builds) that every part has a name, and a client sending `name=""`
+    // trips it; a malformed body must never take a worker's task down with it.
+    let parsed = AssertUnwindSafe(MultipartForm::<Spooled>::from_request(upload.req, &mut payload)).catch_unwind();
+    let form = parsed.await.map_err(|_| AppError::BadRequest("malformed multipart body".into()))?.map_err(|err| {
         match err.as_error::<MultipartError>() {
             Some(MultipartError::Field { source, .. }) => AppError::Internal(source.to_string().into()),
             Some(MultipartError::MissingField(_)) => AppError::MissingFile,

@@ -106,3 +106,20 @@ async fn unknown_paths_get_a_json_404() {
     assert_eq!(res.status(), 404);
     assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
 }
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    let cases = [
+        (reqwest::Method::GET, "/files/upload/single", "POST"),
+        (reqwest::Method::TRACE, "/health", "GET"),
+        (reqwest::Method::POST, "/files/download/cached/anything", "GET, HEAD"),
+        (reqwest::Method::PUT, "/files/0190", "GET, DELETE"),
+    ];
+    for (method, path, allow) in cases {
+        let res = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "method_not_allowed");
+    }
+}

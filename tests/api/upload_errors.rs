@@ -217,3 +217,29 @@ async fn a_body_shorter_than_its_content_length_stores_nothing() {
     assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
     assert!(app.stored_names().is_empty());
 }
+
+#[tokio::test]
+async fn a_part_without_a_name_gets_an_answer_not_a_dropped_connection() {
+    let app = spawn_app().await;
+    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nnull\r\n\
+                --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\nabc\r\n--XyZ--\r\n";
+    for strategy in [
+        Strategy::Single,
+        Strategy::SingleSync,
+        Strategy::SingleStream,
+        Strategy::SingleStreamSyncWrite,
+        Strategy::SingleSpooled,
+    ] {
+        let res = app
+            .client
+            .post(app.url(&strategy.path()))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{strategy:?}: no answer: {e}"));
+        // the nameless part is ignored like any other; actix-multipart's form extractor may refuse it instead
+        assert!(matches!(res.status().as_u16(), 201 | 400), "{strategy:?}: {}", res.status());
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+}
