@@ -42,19 +42,19 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 /// Upload answers also link to every operation that takes the new id, so that clients (and schemathesis'
 /// stateful tests) can follow an upload to its downloads.
 pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for head in api.paths.paths.values_mut().filter_map(|item| item.head.as_mut()) {
+        head.operation_id = head.operation_id.take().map(|id| format!("{id}_head"));
+        head.summary = head.summary.take().map(|s| format!("{s} (headers only)"));
+    }
     let takes_id: Vec<String> = api
         .paths
         .paths
-        .values()
-        .flat_map(|item| [&item.get, &item.delete])
+        .iter()
+        .filter(|(path, _)| path.ends_with("{id}"))
+        .flat_map(|(_, item)| [&item.get, &item.head, &item.delete])
         .filter_map(|op| op.as_ref()?.operation_id.clone())
-        .filter(|id| id != "list" && id != "health")
         .collect();
     for item in api.paths.paths.values_mut() {
-        if let Some(head) = item.head.as_mut() {
-            head.operation_id = head.operation_id.take().map(|id| format!("{id}_head"));
-            head.summary = head.summary.take().map(|s| format!("{s} (headers only)"));
-        }
         let Some(RefOr::T(created)) = item.post.as_mut().and_then(|post| post.responses.responses.get_mut("201"))
         else {
             continue;
@@ -132,20 +132,20 @@ pub enum UploadResponses {
     Created(#[to_schema] StoredFile),
     /// Malformed body or headers (`bad_request`), no `file` part (`missing_file`), bad base64
     /// (`invalid_base64`) or a checksum that differs (`digest_mismatch`).
-    #[response(status = 400)]
+    #[response(status = 400, example = json!({"error": "digest_mismatch", "message": "sha256 of the received bytes is 9f86…, the request said 0000…"}))]
     BadRequest(ErrorBody),
     /// The body sent nothing for longer than `--body-idle-timeout` (`body_timeout`).
-    #[response(status = 408)]
+    #[response(status = 408, example = json!({"error": "body_timeout", "message": "the request body sent nothing for 30s"}))]
     Timeout(ErrorBody),
     /// Larger than this endpoint's limit (`payload_too_large`); sent before the body is read when
     /// Content-Length tells.
     #[response(status = 413)]
     TooLarge(ErrorBody),
     /// Wrong kind of body for this endpoint (`unsupported_media_type`).
-    #[response(status = 415)]
+    #[response(status = 415, example = json!({"error": "unsupported_media_type", "message": "this endpoint expects a multipart/form-data body"}))]
     UnsupportedMediaType(ErrorBody),
     /// The disk is full (`insufficient_storage`).
-    #[response(status = 507)]
+    #[response(status = 507, example = json!({"error": "insufficient_storage", "message": "the server has no space left to store this file"}))]
     InsufficientStorage(ErrorBody),
 }
 
@@ -153,9 +153,9 @@ pub enum UploadResponses {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct DownloadHeaders {
-    /// One range: `bytes=a-b`, `bytes=a-` or `bytes=-n` (GET only). Several ranges or a malformed value get
-    /// the whole file.
-    #[param(rename = "Range", example = "bytes=0-1023")]
+    /// One range, e.g. `bytes=0-1023`, `bytes=1024-` or `bytes=-100` (GET only). Several ranges or a
+    /// malformed value get the whole file.
+    #[param(rename = "Range")]
     pub range: Option<String>,
     /// An ETag (`"<sha256>"`) or `*`: 304 when it matches.
     #[param(rename = "If-None-Match")]
@@ -195,9 +195,13 @@ pub enum DownloadResponses {
     #[response(status = 304)]
     NotModified,
     /// Unknown or malformed id (`not_found`).
-    #[response(status = 404)]
+    #[response(status = 404, example = json!({"error": "not_found", "message": "no file with this id"}))]
     NotFound(ErrorBody),
     /// The range starts past the end (`range_not_satisfiable`).
-    #[response(status = 416, headers(("Content-Range" = String, description = "`bytes */size`")))]
+    #[response(
+        status = 416,
+        headers(("Content-Range" = String, description = "`bytes */size`")),
+        example = json!({"error": "range_not_satisfiable", "message": "the requested range is outside the file's 262144 bytes"})
+    )]
     RangeNotSatisfiable(ErrorBody),
 }
