@@ -31,8 +31,8 @@ pub struct Config {
     #[arg(long, env = "FERRY_ADDR", default_value = "127.0.0.1:8000", global = true)]
     pub addr: SocketAddr,
 
-    /// Worker threads; each runs its own event loop. Defaults to the number of cores.
-    #[arg(long, env = "FERRY_WORKERS", default_value_t = default_workers())]
+    /// Worker threads, each running its own event loop; 0 means one per core.
+    #[arg(long, env = "FERRY_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
     /// Directory holding `files/` (published files and their metadata) and `tmp/` (uploads in progress).
@@ -65,16 +65,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// `--workers`, with 0 resolved to the number of cores.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// A configuration for `data_dir` with every other value at its default.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let mut config = Cli::parse_from(["ferry"]).config;
         config.data_dir = data_dir.into();
         config
     }
-}
-
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Accepts plain byte counts and sizes such as `64MiB` or `1GiB`.

@@ -90,7 +90,7 @@ impl Application {
                 .default_service(web::to(unrouted))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
         })
-        .workers(config.workers)
+        .workers(config.worker_threads())
         .listen(listener)?
         .run();
         Ok(Application { server, addr })

@@ -1,3 +1,4 @@
+mod cli;
 mod downloads;
 mod files;
 mod helpers;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Checks the compose `proxy` profile's nginx config without Docker: renders docker/nginx/ferry.conf.template as
+# the nginx image would, points it at a local ferry, and streams uploads and downloads through Debian's nginx.
+#   docker/check_proxy.sh [path/to/ferry]      (needs nginx and curl; loopback only; stops what it starts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ferry=${1:-./target/debug/ferry}
+limit=8388608
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; return 1; }
+
+ferry_port=$(free_port)
+"$ferry" --addr "127.0.0.1:$ferry_port" --data-dir "$work/data" --max-upload-bytes "$limit" 2>"$work/ferry.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$ferry_port/health"
+
+proxy_port=$(free_port)
+mkdir -p "$work/nginx"
+# what the image's envsubst does with FERRY_MAX_UPLOAD_BYTES, and the service name and port mapped to loopback
+sed -e "s/\${FERRY_MAX_UPLOAD_BYTES}/$limit/" \
+    -e "s/server ferry:8000;/server 127.0.0.1:$ferry_port;/" \
+    -e "s/listen 8080;/listen 127.0.0.1:$proxy_port;/" \
+    docker/nginx/ferry.conf.template > "$work/nginx/ferry.conf"
+cat > "$work/nginx/nginx.conf" <<CONF
+$( [ "$(id -u)" = 0 ] && echo "user root root;" )
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    include $work/nginx/ferry.conf;
+}
+CONF
+nginx -t -q -c "$work/nginx/nginx.conf" -p "$work/nginx"
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+proxy="http://127.0.0.1:$proxy_port"
+wait_for "$proxy/health"
+
+head -c 5000000 /dev/urandom > "$work/file.bin"
+sha=$(sha256sum "$work/file.bin" | cut -d' ' -f1)
+# chunked, so nothing tells nginx the size up front: it must stream the body through
+stored=$(curl -fsS -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/octet-stream' \
+  --data-binary @"$work/file.bin" "$proxy/files/upload/stream/async_read_and_async_write")
+id=$(sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' <<<"$stored")
+grep -q "\"sha256\":\"$sha\"" <<<"$stored" || { echo "upload through the proxy: $stored"; exit 1; }
+echo "ok: a chunked upload streams through the proxy and is stored whole"
+
+got=$(curl -fsS "$proxy/files/download/stream/async_read/$id" | sha256sum | cut -d' ' -f1)
+[ "$got" = "$sha" ] || { echo "download through the proxy differs"; exit 1; }
+range=$(curl -fsS -o /dev/null -w '%{http_code} %{size_download}' -H 'Range: bytes=0-99' "$proxy/files/download/file/$id")
+[ "$range" = "206 100" ] || { echo "range through the proxy: $range"; exit 1; }
+echo "ok: downloads and ranges come back through the proxy"
+
+status=$(head -c $((limit + 1)) /dev/zero | curl -sS -o /dev/null -w '%{http_code}' --data-binary @- \
+  "$proxy/files/upload/stream/async_read_and_disk_write")
+[ "$status" = 413 ] || { echo "oversized upload through the proxy: $status"; exit 1; }
+echo "ok: the proxy refuses a body over ferry's limit with 413"
+echo "proxy: 3 passed, 0 failed"
