@@ -230,3 +230,72 @@ mod tests {
         assert_eq!(content_disposition("a.txt").to_string(), "attachment; filename=\"a.txt\"");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::time::SystemTime;
+
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::storage::FileId;
+
+    proptest! {
+        #[test]
+        fn any_range_header_selects_bytes_inside_the_file(value in any::<String>(), size in 0u64..(1 << 40)) {
+            if let RangeRequest::One { start, len } = parse_range(&value, size) {
+                prop_assert!(len >= 1 && start.checked_add(len).is_some_and(|end| end <= size));
+            }
+        }
+
+        #[test]
+        fn well_formed_ranges_follow_rfc_9110(first in 0u64..3000, last in 0u64..3000, size in 0u64..2000) {
+            let expected = if last < first {
+                RangeRequest::Ignore
+            } else if first >= size {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::One { start: first, len: last.min(size - 1) - first + 1 }
+            };
+            prop_assert_eq!(parse_range(&format!("bytes={first}-{last}"), size), expected);
+            let suffix = match last.min(size) {
+                0 => RangeRequest::Unsatisfiable,
+                n => RangeRequest::One { start: size - n, len: n },
+            };
+            prop_assert_eq!(parse_range(&format!("bytes=-{last}"), size), suffix);
+        }
+
+        #[test]
+        fn any_conditional_headers_give_an_answer_inside_the_file(
+            size in 0u64..100_000,
+            headers in prop::collection::vec(
+                (prop::sample::select(vec!["range", "if-range", "if-none-match", "if-modified-since"]), "[ -~]{0,60}"),
+                0..6,
+            ),
+            head in any::<bool>(),
+        ) {
+            let file = StoredFile {
+                id: FileId::new(),
+                filename: "f".into(),
+                size,
+                sha256: "ab".repeat(32),
+                content_type: "application/octet-stream".into(),
+                strategy: "test".into(),
+                created_at: SystemTime::now(),
+            };
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    map.append(HeaderName::from_static(name), value);
+                }
+            }
+            let method = if head { Method::HEAD } else { Method::GET };
+            if let Decision::Send(span) = Representation::new(&file).decide(&method, &map) {
+                prop_assert!(span.start + span.len <= size);
+                prop_assert!(span.partial || (span.start == 0 && span.len == size));
+                prop_assert!(!(head && span.partial), "HEAD never gets a partial answer");
+            }
+        }
+    }
+}

@@ -74,3 +74,30 @@ mod tests {
         assert_eq!(sanitize("фото.jpg"), "фото.jpg");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn assert_safe(raw: &str) {
+        let name = sanitize(raw);
+        assert!(!name.is_empty() && name.len() <= MAX_FILENAME_BYTES, "{raw:?} -> {name:?}");
+        assert!(!name.contains(['/', '\\']) && name != "." && name != "..", "{raw:?} -> {name:?}");
+        assert!(!name.chars().any(is_hidden_or_control), "{raw:?} -> {name:?}");
+        assert_eq!(sanitize(&name), name, "sanitising is idempotent");
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_becomes_a_safe_name(raw in any::<String>()) {
+            assert_safe(&raw);
+        }
+
+        #[test]
+        fn path_like_strings_become_safe_names(raw in r"[a-z./\\\x00-\x1f\u{202e} ]{0,300}") {
+            assert_safe(&raw);
+        }
+    }
+}

@@ -15,6 +15,11 @@ use crate::error::AppError;
 /// Bytes per read or buffered write: large enough to keep syscalls rare, small enough to stay cache-friendly.
 pub const CHUNK: usize = 256 * 1024;
 
+/// The most `tokio::fs` copies for one write on the blocking pool. Its default, 2 MiB, keeps a copy of every
+/// whole network chunk (actix hands over up to 256 KiB at a time) per upload: at -c100 that doubled the
+/// server's peak RSS (123 MiB against 63 MiB) for no measurable gain in requests/sec.
+const ASYNC_WRITE_BUF: usize = 128 * 1024;
+
 /// How a strategy writes the bytes it has read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -59,7 +64,11 @@ impl UploadSink {
         let writer = match mode {
             WriteMode::Buffered => Writer::Buffered(BufWriter::with_capacity(CHUNK, file)),
             WriteMode::Inline => Writer::Inline(file),
-            WriteMode::Async => Writer::Async(tokio::fs::File::from_std(file)),
+            WriteMode::Async => {
+                let mut file = tokio::fs::File::from_std(file);
+                file.set_max_buf_size(ASYNC_WRITE_BUF);
+                Writer::Async(file)
+            }
             WriteMode::Blocking => Writer::Blocking(Some(file)),
         };
         Ok(UploadSink { storage: storage.clone(), temp, writer, hasher: Sha256::new(), size: 0, limit })

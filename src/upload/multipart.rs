@@ -4,7 +4,10 @@ use std::panic::AssertUnwindSafe;
 
 use actix_multipart::{
     Field, Multipart, MultipartError,
-    form::{MultipartForm, tempfile::TempFile},
+    form::{
+        MultipartForm,
+        tempfile::{TempFile, TempFileError},
+    },
 };
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, dev, post, web};
 use bytes::BytesMut;
@@ -73,7 +76,11 @@ pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<S
     let parsed = AssertUnwindSafe(MultipartForm::<Spooled>::from_request(upload.req, &mut payload)).catch_unwind();
     let form = parsed.await.map_err(|_| AppError::BadRequest("malformed multipart body".into()))?.map_err(|err| {
         match err.as_error::<MultipartError>() {
-            Some(MultipartError::Field { source, .. }) => AppError::Internal(source.to_string().into()),
+            Some(MultipartError::Field { source, .. }) => match source.as_error::<TempFileError>() {
+                // the spooling write failed: a full disk is 507, like in every other strategy
+                Some(TempFileError::FileIo(io)) => std::io::Error::new(io.kind(), io.to_string()).into(),
+                _ => AppError::Internal(source.to_string().into()),
+            },
             Some(MultipartError::MissingField(_)) => AppError::MissingFile,
             Some(MultipartError::DuplicateField(_)) => second_file_part(),
             Some(MultipartError::Payload(actix_web::error::PayloadError::Overflow)) => {
