@@ -23,7 +23,9 @@ pub const MAX_BUFFERED: u64 = 320 * 1024;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    pub data_dir: TempDir,
+    pub data_dir: PathBuf,
+    /// Removes the data directory with the app, when the app made it.
+    _temp: Option<TempDir>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -37,8 +39,11 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(&config).expect("server starts");
     let addr = app.local_addr();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    TestApp { addr, client, data_dir }
+    TestApp { addr, client: client(), data_dir: data_dir.path().to_owned(), _temp: Some(data_dir) }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
@@ -66,16 +71,21 @@ pub fn file_limit(strategy: Strategy) -> u64 {
 }
 
 impl TestApp {
+    /// The request helpers, aimed at a server running as a child process on `data_dir`.
+    pub fn for_child(server: &ChildServer, data_dir: &Path) -> TestApp {
+        TestApp { addr: server.addr, client: client(), data_dir: data_dir.to_owned(), _temp: None }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     pub fn files_dir(&self) -> PathBuf {
-        self.data_dir.path().join("files")
+        self.data_dir.join("files")
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
-        self.data_dir.path().join("tmp")
+        self.data_dir.join("tmp")
     }
 
     /// A request that uploads `bytes` named `filename` the way `strategy` expects them.
@@ -133,6 +143,71 @@ impl TestApp {
     /// Opens a raw connection, for what HTTP clients will not send.
     pub async fn raw(&self) -> TcpStream {
         TcpStream::connect(self.addr).await.expect("connect")
+    }
+}
+
+/// The real binary as a child process, for what an in-process server cannot show: SIGKILL, its own open files
+/// and memory, resource limits.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Starts `ferry` on a free port with `data_dir` and extra flags; `wrapper` (e.g. `prlimit --fsize=N`) runs
+    /// in front of it and must exec it in place.
+    pub fn start(data_dir: &Path, args: &[&str], wrapper: &[&str]) -> ChildServer {
+        use std::io::BufRead;
+        let exe = env!("CARGO_BIN_EXE_ferry");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        let mut child = command
+            .args(["--addr", "127.0.0.1:0", "--workers", "1", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ferry starts");
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| line.split("listening on http://").nth(1)?.split_whitespace().next()?.parse().ok())
+            .expect("ferry logs its address");
+        // keep draining the log so the server never blocks on a full pipe
+        std::thread::spawn(move || lines.for_each(drop));
+        ChildServer { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

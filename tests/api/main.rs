@@ -1,8 +1,11 @@
 mod cli;
 mod downloads;
+mod faults;
 mod files;
 mod helpers;
+mod hostile;
 mod openapi;
+mod properties;
 mod restart;
 mod upload_errors;
 mod uploads;

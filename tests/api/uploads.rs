@@ -115,7 +115,7 @@ async fn hostile_filenames_are_stored_under_the_id_with_a_sanitised_name() {
         let id = name.strip_suffix(".json").unwrap_or(&name);
         assert!(id.parse::<ferry::storage::FileId>().is_ok(), "unexpected file {name}");
     }
-    assert!(!app.data_dir.path().join("x").exists() && !app.data_dir.path().join("files/x").exists());
+    assert!(!app.data_dir.join("x").exists() && !app.data_dir.join("files/x").exists());
 }
 
 /// Raw CR/LF cannot reach a multipart part header intact (it would end the header), so it is tested where a
