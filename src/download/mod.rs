@@ -125,7 +125,10 @@ fn sync_chunks(mut file: std::fs::File, span: Span) -> io::Result<impl Stream<It
 /// `tokio::fs` reads of up to 256 KiB, each on the blocking pool.
 async fn async_chunks(path: &Path, span: Span) -> io::Result<ChunkStream> {
     let mut file = tokio::fs::File::open(path).await?;
-    file.seek(SeekFrom::Start(span.start)).await?;
+    if span.start > 0 {
+        // a seek on a tokio file is one more trip to the blocking pool: only when it moves
+        file.seek(SeekFrom::Start(span.start)).await?;
+    }
     Ok(Box::pin(ReaderStream::with_capacity(file.take(span.len), CHUNK)))
 }
 
