@@ -91,6 +91,9 @@ impl Application {
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
         })
         .workers(config.worker_threads())
+        // actix keeps Nagle's algorithm on by default (actix-web #3917): a response whose body comes a moment
+        // after its headers (any body read on the blocking pool) then waits for the client's delayed ACK
+        .tcp_nodelay(true)
         .listen(listener)?
         .run();
         Ok(Application { server, addr })
