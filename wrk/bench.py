@@ -139,6 +139,17 @@ def started(server, url: str):
     return server
 
 
+def stop(proc: subprocess.Popen, sig: int, directory: Path) -> None:
+    """Asks a server to stop (killing it after 15 s), then removes its directory."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 class Ferry:
     """A release ferry on a fresh data directory; stopped and wiped on exit."""
 
@@ -157,13 +168,7 @@ class Ferry:
         return started(self, self.base + "/health")
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.data, ignore_errors=True)
+        stop(self.proc, signal.SIGINT, self.data)
 
     def pids(self) -> list[int]:
         return [self.proc.pid]
@@ -220,13 +225,7 @@ http {{
         return started(self, self.base + "/static/fixture.bin")
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop(self.proc, signal.SIGQUIT, self.dir)
 
     def pids(self) -> list[int]:
         children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()

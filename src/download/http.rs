@@ -12,8 +12,8 @@ use base64::Engine;
 
 use crate::storage::StoredFile;
 
-/// A `Range` header with more parts than this is ignored outright, whatever it says.
-pub const MAX_RANGE_PARTS: usize = 16;
+/// At most this many entity tags of an `If-None-Match` list are compared.
+const MAX_TAGS: usize = 64;
 
 /// The bytes to send: the whole file or one range of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl<'a> Representation<'a> {
         value
             .split(',')
             .map(str::trim)
-            .take(MAX_RANGE_PARTS * 4)
+            .take(MAX_TAGS)
             .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag)
     }
 

@@ -10,13 +10,13 @@ mod raw;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use self::body::{Body, FaultProbe};
+use self::body::Body;
 pub use self::json_base64::Base64Upload;
 pub use self::multipart::MultipartUpload;
 use crate::{
     error::AppError,
     startup::AppState,
-    storage::{NewFile, Storage, StoredFile, UploadSink, WriteMode, sanitize_filename},
+    storage::{NewFile, Storage, UploadSink, WriteMode, sanitize_filename},
 };
 
 /// Room for multipart boundaries and part headers, or the JSON around base64 data, on top of the file limit.
@@ -162,8 +162,8 @@ async fn receive(
     }
     let upload =
         Upload { req: &req, storage: &state.storage, strategy, limit, expected_sha256: expected_sha256(&req)? };
-    let (body, probe): (Body, FaultProbe) = Body::new(payload, state.limits.body_idle_timeout, max_body, limit);
-    let stored: Result<StoredFile, AppError> = match strategy.how().0 {
+    let (body, probe) = Body::new(payload, state.limits.body_idle_timeout, max_body, limit);
+    let stored = match strategy.how().0 {
         Read::Raw => raw::receive(&upload, body).await,
         Read::PartStreamed => multipart::receive(&upload, body, false).await,
         Read::PartWhole => multipart::receive(&upload, body, true).await,

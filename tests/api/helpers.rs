@@ -66,6 +66,15 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
 }
 
+/// The strategies that take a multipart body.
+pub const MULTIPART: [Strategy; 5] = [
+    Strategy::Single,
+    Strategy::SingleSync,
+    Strategy::SingleStream,
+    Strategy::SingleStreamSyncWrite,
+    Strategy::SingleSpooled,
+];
+
 pub fn file_limit(strategy: Strategy) -> u64 {
     if strategy.buffers_whole_file() { MAX_BUFFERED } else { MAX_UPLOAD }
 }

@@ -6,15 +6,7 @@ use std::time::{Duration, Instant};
 use ferry::{download::Reader, storage::StoredFile, upload::Strategy};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, pattern, read_response, send_all, sha256_hex, spawn_app};
-
-const MULTIPART: [Strategy; 5] = [
-    Strategy::Single,
-    Strategy::SingleSync,
-    Strategy::SingleStream,
-    Strategy::SingleStreamSyncWrite,
-    Strategy::SingleSpooled,
-];
+use crate::helpers::{MULTIPART, TestApp, pattern, read_response, send_all, sha256_hex, spawn_app};
 
 /// Posts a hand-made multipart body (boundary `XyZ`), sent as the given chunks; returns status and JSON body.
 async fn post_multipart(app: &TestApp, strategy: Strategy, chunks: Vec<Vec<u8>>) -> (u16, serde_json::Value) {

@@ -5,10 +5,7 @@
 use ferry::{storage::StoredFile, upload::Strategy as Upload};
 use proptest::{prelude::*, test_runner::TestRunner};
 
-use crate::helpers::{TestApp, sha256_hex, spawn_app};
-
-const MULTIPART: [Upload; 5] =
-    [Upload::Single, Upload::SingleSync, Upload::SingleStream, Upload::SingleStreamSyncWrite, Upload::SingleSpooled];
+use crate::helpers::{MULTIPART, TestApp, sha256_hex, spawn_app};
 
 #[derive(Debug, Clone)]
 enum Mutation {

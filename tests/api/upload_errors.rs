@@ -6,7 +6,7 @@ use ferry::upload::Strategy;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{
-    MAX_UPLOAD, body_prefix, content_type_for, pattern, read_response, request_head, send_all, spawn_app,
+    MAX_UPLOAD, MULTIPART, body_prefix, content_type_for, pattern, read_response, request_head, send_all, spawn_app,
     spawn_app_with,
 };
 
@@ -95,13 +95,7 @@ async fn a_stalled_body_gets_408_and_is_discarded() {
 #[tokio::test]
 async fn multipart_endpoints_refuse_other_bodies_with_415() {
     let app = spawn_app().await;
-    for strategy in [
-        Strategy::Single,
-        Strategy::SingleSync,
-        Strategy::SingleStream,
-        Strategy::SingleStreamSyncWrite,
-        Strategy::SingleSpooled,
-    ] {
+    for strategy in MULTIPART {
         let res =
             app.client.post(app.url(&strategy.path())).header("content-type", "application/octet-stream").body("x");
         assert_eq!(error_code(res.send().await.unwrap()).await, (415, "unsupported_media_type".into()), "{strategy:?}");
@@ -114,13 +108,7 @@ async fn multipart_endpoints_refuse_other_bodies_with_415() {
 #[tokio::test]
 async fn a_form_without_a_file_part_is_missing_file() {
     let app = spawn_app().await;
-    for strategy in [
-        Strategy::Single,
-        Strategy::SingleSync,
-        Strategy::SingleStream,
-        Strategy::SingleStreamSyncWrite,
-        Strategy::SingleSpooled,
-    ] {
+    for strategy in MULTIPART {
         let form = reqwest::multipart::Form::new().text("note", "no file here");
         let res = app.client.post(app.url(&strategy.path())).multipart(form).send().await.unwrap();
         assert_eq!(error_code(res).await, (400, "missing_file".into()), "{strategy:?}");
@@ -132,13 +120,7 @@ async fn a_form_without_a_file_part_is_missing_file() {
 #[tokio::test]
 async fn a_form_with_two_file_parts_is_refused_and_other_parts_are_ignored() {
     let app = spawn_app().await;
-    for strategy in [
-        Strategy::Single,
-        Strategy::SingleSync,
-        Strategy::SingleStream,
-        Strategy::SingleStreamSyncWrite,
-        Strategy::SingleSpooled,
-    ] {
+    for strategy in MULTIPART {
         let part = |b: &[u8]| reqwest::multipart::Part::bytes(b.to_vec()).file_name("f");
         let two = reqwest::multipart::Form::new().part("file", part(b"one")).part("file", part(b"two"));
         let res = app.client.post(app.url(&strategy.path())).multipart(two).send().await.unwrap();
@@ -155,13 +137,7 @@ async fn a_form_with_two_file_parts_is_refused_and_other_parts_are_ignored() {
 #[tokio::test]
 async fn a_multipart_body_cut_before_its_closing_boundary_is_a_bad_request() {
     let app = spawn_app().await;
-    for strategy in [
-        Strategy::Single,
-        Strategy::SingleSync,
-        Strategy::SingleStream,
-        Strategy::SingleStreamSyncWrite,
-        Strategy::SingleSpooled,
-    ] {
+    for strategy in MULTIPART {
         let res = app
             .client
             .post(app.url(&strategy.path()))
@@ -223,13 +199,7 @@ async fn a_part_without_a_name_gets_an_answer_not_a_dropped_connection() {
     let app = spawn_app().await;
     let body = "--XyZ\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nnull\r\n\
                 --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\nabc\r\n--XyZ--\r\n";
-    for strategy in [
-        Strategy::Single,
-        Strategy::SingleSync,
-        Strategy::SingleStream,
-        Strategy::SingleStreamSyncWrite,
-        Strategy::SingleSpooled,
-    ] {
+    for strategy in MULTIPART {
         let res = app
             .client
             .post(app.url(&strategy.path()))
