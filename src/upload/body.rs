@@ -50,9 +50,10 @@ impl Body {
         (body, FaultProbe(fault))
     }
 
-    /// Reads the rest of the body into memory (its size is already bounded).
-    pub async fn read_to_end(mut self) -> Result<bytes::BytesMut, AppError> {
-        let mut all = bytes::BytesMut::new();
+    /// Reads the rest of the body into memory (its size is already bounded), into a buffer that starts with
+    /// `capacity` bytes.
+    pub async fn read_to_end(mut self, capacity: usize) -> Result<bytes::BytesMut, AppError> {
+        let mut all = bytes::BytesMut::with_capacity(capacity);
         while let Some(chunk) = self.next().await {
             all.extend_from_slice(&chunk.map_err(payload_error)?);
         }

@@ -43,7 +43,7 @@ pub struct Base64Upload<'a> {
 
 pub(super) async fn receive(upload: &Upload<'_>, body: Body) -> Result<StoredFile, AppError> {
     require_json(upload.req)?;
-    let json = body.read_to_end().await?;
+    let json = body.read_to_end(upload.capacity_for(upload.strategy.body_limit(upload.limit))).await?;
     let doc: Base64Upload = serde_json::from_slice(&json)
         .map_err(|e| AppError::BadRequest(format!("the body is not the expected JSON document: {e}")))?;
     let data = BASE64.decode(doc.data.as_bytes()).map_err(|e| AppError::InvalidBase64(e.to_string()))?;

@@ -131,9 +131,17 @@ struct Upload<'a> {
     strategy: Strategy,
     limit: u64,
     expected_sha256: Option<String>,
+    /// The announced body size, which bounds everything in it.
+    content_length: Option<u64>,
 }
 
 impl Upload<'_> {
+    /// Room to reserve for holding up to `max` bytes of this body in memory: what Content-Length announces,
+    /// so a buffer is allocated once instead of growing by doubling to up to twice its contents.
+    fn capacity_for(&self, max: u64) -> usize {
+        usize::try_from(self.content_length.unwrap_or(0).min(max)).unwrap_or(0)
+    }
+
     async fn sink(&self) -> Result<UploadSink, AppError> {
         UploadSink::create(self.storage, self.strategy.how().1, self.limit).await
     }
@@ -157,11 +165,12 @@ async fn receive(
 ) -> Result<HttpResponse, AppError> {
     let limit = strategy.file_limit(&state.limits);
     let max_body = strategy.body_limit(limit);
-    if content_length(&req)?.is_some_and(|len| len > max_body) {
+    let content_length = content_length(&req);
+    if content_length.is_some_and(|len| len > max_body) {
         return Err(AppError::PayloadTooLarge { limit });
     }
-    let upload =
-        Upload { req: &req, storage: &state.storage, strategy, limit, expected_sha256: expected_sha256(&req)? };
+    let expected_sha256 = expected_sha256(&req)?;
+    let upload = Upload { req: &req, storage: &state.storage, strategy, limit, expected_sha256, content_length };
     let (body, probe) = Body::new(payload, state.limits.body_idle_timeout, max_body, limit);
     let stored = match strategy.how().0 {
         Read::Raw => raw::receive(&upload, body).await,
@@ -175,10 +184,9 @@ async fn receive(
     Ok(HttpResponse::Created().insert_header((header::LOCATION, format!("/files/{}", stored.id))).json(stored))
 }
 
-fn content_length(req: &HttpRequest) -> Result<Option<u64>, AppError> {
-    let Some(value) = req.headers().get(header::CONTENT_LENGTH) else { return Ok(None) };
-    let len = value.to_str().ok().and_then(|v| v.trim().parse().ok());
-    len.map(Some).ok_or_else(|| AppError::BadRequest("Content-Length is not a number".into()))
+/// actix has already refused malformed and duplicate values with 400, and chunked bodies have none.
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// `X-Checksum-Sha256`, if sent: 64 hex digits.

@@ -41,7 +41,7 @@ pub(super) async fn receive(upload: &Upload<'_>, body: Body, whole: bool) -> Res
     let filename = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned);
     let described = upload.describe(filename.as_deref(), field.content_type());
     let mut sink = upload.sink().await?;
-    let mut held = BytesMut::new();
+    let mut held = if whole { BytesMut::with_capacity(upload.capacity_for(limit)) } else { BytesMut::new() };
     while let Some(chunk) = field.try_next().await.map_err(|e| multipart_error(e, limit))? {
         if !whole {
             sink.write(chunk).await?;
