@@ -210,6 +210,37 @@ async fn a_thousand_aborted_uploads_leave_no_temp_file_open_file_or_memory_behin
 }
 
 #[tokio::test]
+async fn clients_that_leave_mid_download_leave_no_open_file_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(data.path(), &["--cache-max-file-bytes", "1MiB"], &[]);
+    let app = crate::helpers::TestApp::for_child(&server, data.path());
+    let bytes = pattern(4 << 20);
+    let id = app.store(&bytes).await.id.to_string();
+    for reader in Reader::ALL {
+        let body = app.download(reader, &id).send().await.unwrap().bytes().await.unwrap();
+        assert!(body == bytes, "{reader:?}");
+    }
+    let fds = server.open_fds();
+
+    for reader in Reader::ALL {
+        for i in 0..20 {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            let request = format!("GET {} HTTP/1.1\r\nHost: ferry\r\n\r\n", reader.path(&id));
+            send_all(&mut stream, request.as_bytes()).await;
+            let mut first = vec![0; 64 * 1024];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut first).await.unwrap();
+            if i % 2 == 0 {
+                stream.set_zero_linger().unwrap();
+            }
+            drop(stream);
+        }
+    }
+    assert!(eventually(|| server.open_fds() <= fds).await, "open files: {} then {}", fds, server.open_fds());
+    let body = app.download(Reader::SyncRead, &id).send().await.unwrap().bytes().await.unwrap();
+    assert!(body == bytes, "the server still serves the whole file");
+}
+
+#[tokio::test]
 async fn an_early_413_closes_the_connection_so_the_unread_body_is_never_parsed_as_a_request() {
     let app = spawn_app().await;
     let smuggled = "GET /health HTTP/1.1\r\nHost: ferry\r\n\r\n".repeat(3);

@@ -115,6 +115,14 @@ impl TestApp {
         }
     }
 
+    /// A hand-made multipart body (boundary `XyZ`) for `strategy`.
+    pub fn multipart_request(&self, strategy: Strategy, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(&strategy.path()))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(body)
+    }
+
     pub async fn upload(&self, strategy: Strategy, bytes: &[u8]) -> reqwest::Response {
         self.upload_request(strategy, bytes.to_vec(), "data.bin").send().await.expect("upload request")
     }

@@ -13,10 +13,7 @@ async fn post_multipart(app: &TestApp, strategy: Strategy, chunks: Vec<Vec<u8>>)
     let started = Instant::now();
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
     let res = app
-        .client
-        .post(app.url(&strategy.path()))
-        .header("content-type", "multipart/form-data; boundary=XyZ")
-        .body(reqwest::Body::wrap_stream(stream))
+        .multipart_request(strategy, reqwest::Body::wrap_stream(stream))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{strategy:?}: no answer: {e}"));

@@ -61,14 +61,7 @@ fn mutation() -> impl Strategy<Value = Option<Mutation>> {
 }
 
 async fn check(app: &TestApp, strategy: Upload, sent: Vec<u8>, content: &[u8], intact: bool) {
-    let res = app
-        .client
-        .post(app.url(&strategy.path()))
-        .header("content-type", "multipart/form-data; boundary=XyZ")
-        .body(sent)
-        .send()
-        .await
-        .expect("an answer");
+    let res = app.multipart_request(strategy, sent).send().await.expect("an answer");
     let status = res.status().as_u16();
     let json: serde_json::Value = res.json().await.expect("a JSON answer");
     assert!(matches!(status, 201 | 400 | 413), "{strategy:?}: {status} {json}");

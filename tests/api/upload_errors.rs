@@ -138,14 +138,7 @@ async fn a_form_with_two_file_parts_is_refused_and_other_parts_are_ignored() {
 async fn a_multipart_body_cut_before_its_closing_boundary_is_a_bad_request() {
     let app = spawn_app().await;
     for strategy in MULTIPART {
-        let res = app
-            .client
-            .post(app.url(&strategy.path()))
-            .header("content-type", "multipart/form-data; boundary=XyZ")
-            .body([body_prefix(strategy), b"abc"].concat())
-            .send()
-            .await
-            .unwrap();
+        let res = app.multipart_request(strategy, [body_prefix(strategy), b"abc"].concat()).send().await.unwrap();
         assert_eq!(error_code(res).await, (400, "bad_request".into()), "{strategy:?}");
     }
     assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
@@ -200,14 +193,7 @@ async fn a_part_without_a_name_gets_an_answer_not_a_dropped_connection() {
     let body = "--XyZ\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nnull\r\n\
                 --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\nabc\r\n--XyZ--\r\n";
     for strategy in MULTIPART {
-        let res = app
-            .client
-            .post(app.url(&strategy.path()))
-            .header("content-type", "multipart/form-data; boundary=XyZ")
-            .body(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{strategy:?}: no answer: {e}"));
+        let res = app.multipart_request(strategy, body).send().await.unwrap_or_else(|e| panic!("{strategy:?}: {e}"));
         // the nameless part is ignored like any other; actix-multipart's form extractor may refuse it instead
         assert!(matches!(res.status().as_u16(), 201 | 400), "{strategy:?}: {}", res.status());
     }
