@@ -5,30 +5,52 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{ArgAction, Parser, Subcommand};
 
 /// ferry: upload and download files over HTTP, every strategy of the FastAPI benchmark as a safe endpoint.
+///
+/// With no command, ferry serves: `ferry --data-dir X` is `ferry serve --data-dir X`.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    command: Option<Command>,
 
     #[command(flatten)]
-    pub config: Config,
+    serve: Config,
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the API (the default when no command is given).
-    Serve,
-    /// Print the OpenAPI document as JSON and exit.
+    Serve(Config),
+    /// Print the OpenAPI document, for the default limits, as JSON and exit.
     Openapi,
-    /// Ask the server at `--addr` for `/health`; exit 0 when it is healthy (for container health checks).
-    Healthcheck,
+    /// Ask a running ferry whether it is healthy; exit 0 when it is (for container health checks).
+    Healthcheck(Probe),
 }
 
+impl Cli {
+    /// The command to run; serving when none was named.
+    pub fn command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+/// `ferry healthcheck`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Probe {
+    /// Address of the ferry to ask; an unspecified address (`0.0.0.0:8000`) asks loopback on its port.
+    #[arg(long, env = "FERRY_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// How long to wait for the answer, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `ferry serve`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "FERRY_ADDR", default_value = "127.0.0.1:8000", global = true)]
+    #[arg(long, env = "FERRY_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
 
     /// Worker threads, each running its own event loop; 0 means one per core.
@@ -75,9 +97,37 @@ impl Config {
 
     /// A configuration for `data_dir` with every other value at its default.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        let mut config = Cli::parse_from(["ferry"]).config;
+        let mut config = Cli::parse_from(["ferry"]).serve;
         config.data_dir = data_dir.into();
         config
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_upload_bytes: self.max_upload_bytes,
+            max_buffered_bytes: self.max_buffered_bytes,
+            body_idle_timeout: self.body_idle_timeout,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Cli::parse_from(["ferry"]).serve
+    }
+}
+
+/// Upload limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub max_buffered_bytes: u64,
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Config::default().limits()
     }
 }
 
@@ -98,10 +148,35 @@ mod tests {
         assert!(parse_size("lots").is_err());
     }
 
+    fn serve(args: &[&str]) -> Config {
+        match Cli::parse_from(args).command() {
+            Command::Serve(config) => config,
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
     #[test]
     fn fsync_takes_an_explicit_value() {
-        let cli = Cli::parse_from(["ferry", "--fsync", "false", "--body-idle-timeout", "2s"]);
-        assert!(!cli.config.fsync);
-        assert_eq!(cli.config.body_idle_timeout, Duration::from_secs(2));
+        let config = serve(&["ferry", "--fsync", "false", "--body-idle-timeout", "2s"]);
+        assert!(!config.fsync);
+        assert_eq!(config.body_idle_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn serve_options_work_before_or_after_the_command() {
+        let bare = serve(&["ferry", "--data-dir", "x", "--workers", "3"]);
+        let named = serve(&["ferry", "serve", "--data-dir", "x", "--workers", "3"]);
+        assert_eq!((bare.data_dir, bare.workers), (named.data_dir.clone(), named.workers));
+        assert_eq!(named.data_dir, PathBuf::from("x"));
+    }
+
+    #[test]
+    fn healthcheck_takes_only_its_own_options() {
+        let Command::Healthcheck(probe) = Cli::parse_from(["ferry", "healthcheck", "--addr", "[::1]:9"]).command()
+        else {
+            panic!("not a healthcheck")
+        };
+        assert_eq!(probe.addr, "[::1]:9".parse().unwrap());
+        assert!(Cli::try_parse_from(["ferry", "healthcheck", "--data-dir", "x"]).is_err());
     }
 }

@@ -8,12 +8,27 @@ use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The request is malformed (multipart, JSON, headers).
+    /// A query parameter is malformed or out of range.
     #[error("{0}")]
-    BadRequest(String),
+    InvalidQuery(String),
+    /// `X-Checksum-Sha256` is not 64 hexadecimal digits.
+    #[error("X-Checksum-Sha256 must be 64 hexadecimal digits")]
+    InvalidChecksum,
+    /// The body ended before it was complete or broke its transfer encoding (often: the client went away).
+    #[error("the request body could not be read: {0}")]
+    IncompleteBody(String),
+    /// The body is not well-formed `multipart/form-data`.
+    #[error("malformed multipart body: {0}")]
+    MalformedMultipart(String),
     /// A multipart upload without a part named `file`.
     #[error("the multipart body has no part named \"file\"")]
     MissingFile,
+    /// A multipart upload with more than one part named `file`.
+    #[error("the multipart body has more than one part named \"file\"; send one file per request")]
+    DuplicateFile,
+    /// The body of a base64 upload is not the expected JSON document.
+    #[error("the body is not the expected JSON document: {0}")]
+    InvalidJson(String),
     /// The `data` field of a base64 upload is not base64.
     #[error("\"data\" is not valid base64: {0}")]
     InvalidBase64(String),
@@ -23,6 +38,9 @@ pub enum AppError {
     /// Unknown or malformed id.
     #[error("no file with this id")]
     NotFound,
+    /// No route has this path.
+    #[error("no route for {0}; the API is described at /docs")]
+    NoRoute(String),
     /// The body sent no byte for longer than the idle timeout.
     #[error("the request body sent nothing for {0:?}")]
     BodyTimeout(std::time::Duration),
@@ -49,15 +67,32 @@ pub enum AppError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// An I/O error is the server's problem, never the client's: a full disk is 507, a read-only one 503, anything
+/// else 500. `NotFound` in particular is not a 404 here: only the places that open stored content for a reader
+/// (downloads, delete) decide that a missing file means "no such file".
 impl From<io::Error> for AppError {
     fn from(err: io::Error) -> Self {
         match err.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge => {
                 AppError::InsufficientStorage
             }
-            io::ErrorKind::NotFound => AppError::NotFound,
+            io::ErrorKind::ReadOnlyFilesystem => {
+                log::error!("{err}");
+                AppError::Unavailable
+            }
             _ => AppError::Internal(Box::new(err)),
         }
+    }
+}
+
+/// Says what was being done, and on which path, when an I/O error happens, keeping its kind (and so its status).
+pub trait IoContext<T> {
+    fn context(self, doing: impl FnOnce() -> String) -> io::Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, doing: impl FnOnce() -> String) -> io::Result<T> {
+        self.map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", doing())))
     }
 }
 
@@ -82,11 +117,16 @@ impl AppError {
     /// Status and code, one row per variant.
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
-            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            AppError::InvalidChecksum => (StatusCode::BAD_REQUEST, "invalid_checksum"),
+            AppError::IncompleteBody(_) => (StatusCode::BAD_REQUEST, "incomplete_body"),
+            AppError::MalformedMultipart(_) => (StatusCode::BAD_REQUEST, "malformed_multipart"),
             AppError::MissingFile => (StatusCode::BAD_REQUEST, "missing_file"),
+            AppError::DuplicateFile => (StatusCode::BAD_REQUEST, "duplicate_file"),
+            AppError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             AppError::InvalidBase64(_) => (StatusCode::BAD_REQUEST, "invalid_base64"),
             AppError::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "digest_mismatch"),
-            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::NotFound | AppError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -100,7 +140,17 @@ impl AppError {
 
     /// Errors that can leave part of a request body unread: the connection cannot be reused after them.
     fn abandons_body(&self) -> bool {
-        matches!(self, AppError::PayloadTooLarge { .. } | AppError::BodyTimeout(_) | AppError::BadRequest(_))
+        matches!(
+            self,
+            AppError::PayloadTooLarge { .. }
+                | AppError::BodyTimeout(_)
+                | AppError::InvalidQuery(_)
+                | AppError::InvalidChecksum
+                | AppError::IncompleteBody(_)
+                | AppError::MalformedMultipart(_)
+                | AppError::DuplicateFile
+                | AppError::InvalidJson(_)
+        )
     }
 }
 

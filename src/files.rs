@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
     error::{AppError, ErrorBody},
-    startup::AppState,
+    state::AppState,
     storage::{FileId, StoredFile},
 };
 
@@ -22,7 +22,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Continue after this id: the last id of the previous page.
     #[param(value_type = Option<uuid::Uuid>)]
-    pub after: Option<String>,
+    pub after: Option<FileId>,
 }
 
 /// List files
@@ -41,15 +41,9 @@ pub struct ListQuery {
 async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(AppError::InvalidQuery(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let after = match query.after.as_deref() {
-        Some(after) => {
-            Some(after.parse::<FileId>().map_err(|_| AppError::BadRequest("after is not a file id".into()))?)
-        }
-        None => None,
-    };
-    let page = state.storage.list(limit, after);
+    let page = state.storage.list(limit, query.after);
     let mut res = HttpResponse::Ok();
     if let (true, Some(last)) = (page.len() == limit, page.last()) {
         res.insert_header((header::LINK, format!("</files?limit={limit}&after={}>; rel=\"next\"", last.id)));
@@ -67,9 +61,8 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
     )
 )]
 #[get("/files/{id}")]
-async fn metadata(state: web::Data<AppState>, id: web::Path<String>) -> Result<web::Json<StoredFile>, AppError> {
-    let id: FileId = id.parse().map_err(|_| AppError::NotFound)?;
-    let file = state.storage.get(id).ok_or(AppError::NotFound)?;
+async fn metadata(state: web::Data<AppState>, id: web::Path<FileId>) -> Result<web::Json<StoredFile>, AppError> {
+    let file = state.storage.get(*id).ok_or(AppError::NotFound)?;
     Ok(web::Json(StoredFile::clone(&file)))
 }
 
@@ -85,8 +78,8 @@ async fn metadata(state: web::Data<AppState>, id: web::Path<String>) -> Result<w
     )
 )]
 #[delete("/files/{id}")]
-async fn remove(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let id: FileId = id.parse().map_err(|_| AppError::NotFound)?;
+async fn remove(state: web::Data<AppState>, id: web::Path<FileId>) -> Result<HttpResponse, AppError> {
+    let id = *id;
     let storage = state.storage.clone();
     web::block(move || storage.delete(id)).await??;
     state.cache.remove(id);

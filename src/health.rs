@@ -1,7 +1,7 @@
 //! Liveness and readiness: the service answers and its data directory takes writes.
 
 use std::{
-    io::{Read, Write},
+    io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
     time::Duration,
 };
@@ -13,7 +13,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
     error::{AppError, ErrorBody},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,8 +49,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health);
 }
 
-/// `ferry healthcheck`: asks a running server for `/health`, so container images need no curl.
-pub fn probe(addr: SocketAddr) -> std::io::Result<bool> {
+/// `ferry healthcheck`: asks a running server for `/health`, so container images need no curl. `Err` says why
+/// the server is not healthy, in a sentence.
+pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let addr = match addr.ip() {
         ip if ip.is_unspecified() => SocketAddr::new(
             if ip.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
@@ -58,12 +59,26 @@ pub fn probe(addr: SocketAddr) -> std::io::Result<bool> {
         ),
         _ => addr,
     };
-    let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut status_line = [0; 12];
-    stream.read_exact(&mut status_line)?;
-    Ok(status_line.starts_with(b"HTTP/1.1 200"))
+    let no_answer = |err: std::io::Error| match err.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => format!("no answer from {addr} within {}", secs(timeout)),
+        ErrorKind::ConnectionRefused => format!("nothing listens on {addr}"),
+        _ => format!("no answer from {addr}: {err}"),
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(no_answer)?;
+    stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
+    stream.set_write_timeout(Some(timeout)).map_err(no_answer)?;
+    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(no_answer)?;
+    let mut answer = Vec::new();
+    stream.take(4096).read_to_end(&mut answer).map_err(no_answer)?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or_default();
+    if status.starts_with("HTTP/1.1 200") {
+        return Ok(());
+    }
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body.trim());
+    Err(format!("{addr} answered {:?} {body}", status.trim()))
+}
+
+fn secs(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string().replace("s", " s")
 }

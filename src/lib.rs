@@ -1,11 +1,20 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
+//!
+//! The modules form layers, each using only those above it:
+//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`]) → [`state`] → the routes ([`upload`],
+//! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`startup`], which only the binary
+//! and the tests use.
 
+pub mod cache;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod files;
 pub mod health;
 pub mod openapi;
+pub mod routes;
+pub mod schema;
 pub mod startup;
+pub mod state;
 pub mod storage;
 pub mod upload;

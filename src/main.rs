@@ -1,39 +1,54 @@
-use std::process::ExitCode;
+use std::{
+    io::{self, Write},
+    process::ExitCode,
+};
 
 use clap::Parser;
 use ferry::{
-    config::{Cli, Command},
+    config::{Cli, Command, Limits},
     health, openapi,
     startup::Application,
 };
 
 #[actix_web::main]
-async fn main() -> std::io::Result<ExitCode> {
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-            ignore_file_size_signal()?;
-            let app = Application::build(&cli.config)?;
-            log::info!("listening on http://{}  (Swagger UI at /docs)", app.local_addr());
-            app.run_until_stopped().await?;
-        }
-        Command::Openapi => println!("{}", openapi::spec().to_pretty_json()?),
-        Command::Healthcheck => {
-            let healthy = health::probe(cli.config.addr).unwrap_or_else(|err| {
-                eprintln!("ferry healthcheck: {err}");
-                false
-            });
-            return Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+async fn main() -> ExitCode {
+    let outcome = match Cli::parse().command() {
+        Command::Serve(config) => serve(&config).await,
+        Command::Openapi => print_spec(),
+        Command::Healthcheck(probe) => match health::probe(probe.addr, probe.timeout) {
+            Ok(()) => Ok(()),
+            Err(problem) => Err(format!("unhealthy: {problem}")),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("ferry: {problem}");
+            ExitCode::FAILURE
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: &ferry::config::Config) -> Result<(), String> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    ignore_file_size_signal().map_err(|err| format!("cannot set up signal handling: {err}"))?;
+    let app = Application::build(config).map_err(|err| err.to_string())?;
+    log::info!("listening on http://{}  (Swagger UI at /docs)", app.local_addr());
+    app.run_until_stopped().await.map_err(|err| format!("the server stopped: {err}"))
+}
+
+/// `ferry openapi | head` closes the pipe early; that is not an error.
+fn print_spec() -> Result<(), String> {
+    let json = openapi::spec(&Limits::default()).to_pretty_json().map_err(|err| err.to_string())?;
+    match writeln!(io::stdout().lock(), "{json}") {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => Err(format!("cannot write the document: {err}")),
+        _ => Ok(()),
+    }
 }
 
 /// A file-size limit (RLIMIT_FSIZE) must fail the one write that crosses it with EFBIG, which the upload
 /// answers with 507, instead of killing the whole server with SIGXFSZ. tokio's handler replaces the default
 /// action and is never unregistered, so the listener itself need not be kept.
-fn ignore_file_size_signal() -> std::io::Result<()> {
-    const SIGXFSZ: i32 = 25;
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ)).map(drop)
+fn ignore_file_size_signal() -> io::Result<()> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ)).map(drop)
 }

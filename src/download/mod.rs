@@ -1,7 +1,9 @@
 //! The five download strategies. They differ only in how they read the file; validators, conditional requests,
 //! ranges and headers come from [`http`], so the same request gets the same answer from each of them.
+//!
+//! [`endpoints!`] below is the one table of download endpoints, as in [`crate::upload`].
 
-mod cache;
+mod doc;
 pub mod http;
 
 use std::{
@@ -18,42 +20,119 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-pub use self::cache::FileCache;
+pub use self::doc::{DownloadHeaders, DownloadResponses};
 use self::http::{Decision, Representation, Span};
 use crate::{
     error::AppError,
-    openapi::{DownloadHeaders, DownloadResponses},
-    startup::AppState,
+    state::AppState,
     storage::{CHUNK, FileId},
 };
 
-/// How a strategy reads the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
-    SyncRead,
-    AsyncRead,
-    NamedFile,
-    NamedFileSync,
-    Cached,
+/// Every download path starts with this and ends with [`ID`]; between them is the strategy's name.
+const PREFIX: &str = "/files/download/";
+const ID: &str = "/{id}";
+
+/// One row per strategy: `Variant => "path", handler;` after the operation's doc comment, in the order of the
+/// post's table.
+macro_rules! endpoints {
+    ($($(#[doc = $doc:literal])* $variant:ident => $path:tt, $handler:ident;)*) => {
+        /// How a strategy reads the file.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reader { $($variant),* }
+
+        impl Reader {
+            /// Every strategy, in the order of the post's table.
+            pub const ALL: [Reader; [$(stringify!($variant)),*].len()] = [$(Reader::$variant),*];
+
+            /// The endpoint's path template, with `{id}`.
+            pub const fn template(self) -> &'static str {
+                match self { $(Reader::$variant => $path),* }
+            }
+        }
+
+        $(
+            $(#[doc = $doc])*
+            #[utoipa::path(
+                method(get, head),
+                tag = "download",
+                params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders),
+                responses(DownloadResponses)
+            )]
+            #[route($path, method = "GET", method = "HEAD")]
+            async fn $handler(req: HttpRequest, state: web::Data<AppState>, id: web::Path<FileId>) -> Result<HttpResponse, AppError> {
+                serve(req, state, *id, Reader::$variant).await
+            }
+        )*
+
+        pub fn configure(cfg: &mut ServiceConfig) {
+            $(cfg.service($handler);)*
+        }
+    };
+}
+
+endpoints! {
+    /// Stream, blocking reads on the worker
+    ///
+    /// Opens the file and streams it in 256 KiB chunks read with blocking `std::fs` reads on the worker thread:
+    /// no thread hops, lowest overhead when the file is in the page cache; a slow disk stalls the worker. The
+    /// benchmark's streamed response with sync reads.
+    SyncRead => "/files/download/stream/sync_read/{id}", sync_read;
+
+    /// Stream, async reads
+    ///
+    /// Streams the file in 256 KiB chunks read with `tokio::fs` (each read runs on the blocking pool): the worker
+    /// never waits on the disk. The benchmark's streamed response with async reads; pick it for slow or remote
+    /// disks.
+    AsyncRead => "/files/download/stream/async_read/{id}", async_read;
+
+    /// File response (actix-files), async open
+    ///
+    /// Opens the file with `actix_files::NamedFile` on the blocking pool (what `open_async` did before
+    /// actix-files 0.7) and lets actix-files stream it in 64 KiB blocking-pool reads. The benchmark's
+    /// `FileResponse`; the idiomatic actix way to send a file.
+    NamedFile => "/files/download/file/{id}", named_file;
+
+    /// File response (actix-files), blocking open and reads
+    ///
+    /// `actix_files::NamedFile::open` opens the file on the worker thread, and actix-files reads it there too
+    /// (64 KiB at a time): no thread hops, but a slow disk stalls the worker.
+    NamedFileSync => "/files/download/file/sync/{id}", named_file_sync;
+
+    /// Whole file from memory
+    ///
+    /// Serves the file from an in-memory LRU of whole files (`--cache-bytes`), reading it once on a miss; files
+    /// over `--cache-max-file-bytes` are streamed with async reads instead. Answers hot small files without
+    /// touching the disk or copying: the fastest way to serve a working set that fits in memory.
+    Cached => "/files/download/cached/{id}", cached;
 }
 
 impl Reader {
-    pub const ALL: [Reader; 5] =
-        [Reader::SyncRead, Reader::AsyncRead, Reader::NamedFile, Reader::NamedFileSync, Reader::Cached];
-
     /// The endpoint's path below `/files/download/`, before the id.
     pub const fn name(self) -> &'static str {
-        match self {
-            Reader::SyncRead => "stream/sync_read",
-            Reader::AsyncRead => "stream/async_read",
-            Reader::NamedFile => "file",
-            Reader::NamedFileSync => "file/sync",
-            Reader::Cached => "cached",
-        }
+        let rest = self.template().split_at(PREFIX.len()).1;
+        rest.split_at(rest.len() - ID.len()).0
     }
 
+    /// The path that downloads `id` with this strategy.
     pub fn path(self, id: &str) -> String {
-        format!("/files/download/{}/{id}", self.name())
+        self.template().replace("{id}", id)
+    }
+
+    /// What the benchmark table says about how much of the file is held at once.
+    pub const fn streamed(self) -> &'static str {
+        match self {
+            Reader::Cached => "no (whole file from memory)",
+            _ => "yes",
+        }
+    }
+}
+
+/// Opens stored content for a reader: a file deleted since its metadata was looked up is gone (404); any other
+/// failure is the server's.
+fn missing_is_gone(err: io::Error) -> AppError {
+    match err.kind() {
+        io::ErrorKind::NotFound => AppError::NotFound,
+        _ => err.into(),
     }
 }
 
@@ -61,10 +140,9 @@ impl Reader {
 async fn serve(
     req: HttpRequest,
     state: web::Data<AppState>,
-    id: &str,
+    id: FileId,
     reader: Reader,
 ) -> Result<HttpResponse, AppError> {
-    let id: FileId = id.parse().map_err(|_| AppError::NotFound)?;
     let file = state.storage.get(id).ok_or(AppError::NotFound)?;
     let rep = Representation::new(&file);
     let span = match rep.decide(req.method(), req.headers()) {
@@ -76,15 +154,19 @@ async fn serve(
     let path = state.storage.content_path(id);
     let sized = |stream: ChunkStream| HttpResponse::build(status).body(SizedStream::new(span.len, stream));
     let res = match reader {
-        Reader::SyncRead => sized(Box::pin(sync_chunks(std::fs::File::open(&path)?, span)?)),
-        Reader::AsyncRead => sized(async_chunks(&path, span).await?),
+        Reader::SyncRead => sized(Box::pin(sync_chunks(std::fs::File::open(&path).map_err(missing_is_gone)?, span)?)),
+        Reader::AsyncRead => sized(async_chunks(&path, span).await.map_err(missing_is_gone)?),
         Reader::NamedFile => {
             // actix-files 0.7 has no `open_async`: this is what it did, an open on the blocking pool
             let path = path.clone();
-            named(web::block(move || NamedFile::open(path)).await??, &req, span, sized)?
+            let opened = web::block(move || NamedFile::open(path)).await?.map_err(missing_is_gone)?;
+            named(opened, &req, span, sized)?
         }
-        Reader::NamedFileSync => named(NamedFile::open(&path)?.read_mode_threshold(u64::MAX), &req, span, sized)?,
-        Reader::Cached => match state.cache.load(id, file.size, &path).await? {
+        Reader::NamedFileSync => {
+            let opened = NamedFile::open(&path).map_err(missing_is_gone)?;
+            named(opened.read_mode_threshold(u64::MAX), &req, span, sized)?
+        }
+        Reader::Cached => match state.cache.load(id, file.size, &path).await.map_err(missing_is_gone)? {
             Some(bytes) => {
                 if state.storage.get(id).is_none() {
                     // deleted while we read it: do not keep it
@@ -93,7 +175,7 @@ async fn serve(
                 let range = span.start as usize..(span.start + span.len) as usize;
                 HttpResponse::build(status).body(bytes.slice(range))
             }
-            None => sized(async_chunks(&path, span).await?),
+            None => sized(async_chunks(&path, span).await.map_err(missing_is_gone)?),
         },
     };
     Ok(with_headers(res, &rep, content_range))
@@ -163,76 +245,4 @@ fn with_headers(
         headers.insert(header::CONTENT_RANGE, range);
     }
     res
-}
-
-/// Stream, blocking reads on the worker
-///
-/// Opens the file and streams it in 256 KiB chunks read with blocking `std::fs` reads on the worker thread: no
-/// thread hops, lowest overhead when the file is in the page cache; a slow disk stalls the worker. The
-/// benchmark's streamed response with sync reads.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
-#[route("/files/download/stream/sync_read/{id}", method = "GET", method = "HEAD")]
-async fn sync_read(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    serve(req, state, &id, Reader::SyncRead).await
-}
-
-/// Stream, async reads
-///
-/// Streams the file in 256 KiB chunks read with `tokio::fs` (each read runs on the blocking pool): the worker
-/// never waits on the disk. The benchmark's streamed response with async reads; pick it for slow or remote disks.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
-#[route("/files/download/stream/async_read/{id}", method = "GET", method = "HEAD")]
-async fn async_read(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    serve(req, state, &id, Reader::AsyncRead).await
-}
-
-/// File response (actix-files), async open
-///
-/// Opens the file with `actix_files::NamedFile` on the blocking pool (what `open_async` did before actix-files
-/// 0.7) and lets actix-files stream it in 64 KiB blocking-pool reads. The benchmark's `FileResponse`; the idiomatic actix way to send a file.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
-#[route("/files/download/file/{id}", method = "GET", method = "HEAD")]
-async fn named_file(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    serve(req, state, &id, Reader::NamedFile).await
-}
-
-/// File response (actix-files), blocking open and reads
-///
-/// `actix_files::NamedFile::open` opens the file on the worker thread, and actix-files reads it there too (64 KiB
-/// at a time): no thread hops, but a slow disk stalls the worker.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
-#[route("/files/download/file/sync/{id}", method = "GET", method = "HEAD")]
-async fn named_file_sync(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    serve(req, state, &id, Reader::NamedFileSync).await
-}
-
-/// Whole file from memory
-///
-/// Serves the file from an in-memory LRU of whole files (`--cache-bytes`), reading it once on a miss; files over
-/// `--cache-max-file-bytes` are streamed with async reads instead. Answers hot small files without touching the
-/// disk or copying: the fastest way to serve a working set that fits in memory.
-#[utoipa::path(method(get, head), tag = "download", params(("id" = uuid::Uuid, Path, description = "File id"), DownloadHeaders), responses(DownloadResponses))]
-#[route("/files/download/cached/{id}", method = "GET", method = "HEAD")]
-async fn cached(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    serve(req, state, &id, Reader::Cached).await
-}
-
-pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(sync_read).service(async_read).service(named_file).service(named_file_sync).service(cached);
 }

@@ -23,7 +23,7 @@ pub use self::{
     meta::StoredFile,
     sink::{CHUNK, UploadSink, WriteMode},
 };
-use crate::error::AppError;
+use crate::error::{AppError, IoContext};
 
 /// What an upload strategy knows about a file besides its bytes.
 #[derive(Debug, Clone)]
@@ -48,15 +48,21 @@ struct Inner {
 
 impl Storage {
     /// Creates the directories, removes what a crash left behind and loads the metadata index.
+    /// Errors name the path and say what is wrong with it, for a one-line startup failure.
     pub fn open(data_dir: &Path, fsync: bool) -> io::Result<Storage> {
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"));
+        }
         let files = data_dir.join("files");
         let tmp = data_dir.join("tmp");
-        fs::create_dir_all(&files)?;
-        fs::create_dir_all(&tmp)?;
-        sweep_tmp(&tmp)?;
-        let index = load_index(&files)?;
-        log::info!("storage at {}: {} files", data_dir.display(), index.len());
-        Ok(Storage(Arc::new(Inner { files, tmp, fsync, index: RwLock::new(index) })))
+        fs::create_dir_all(&files).context(|| format!("creating {}", files.display()))?;
+        fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
+        sweep_tmp(&tmp).context(|| format!("cleaning {}", tmp.display()))?;
+        let index = load_index(&files).context(|| format!("reading {}", files.display()))?;
+        let storage = Storage(Arc::new(Inner { files, tmp, fsync, index: RwLock::new(index) }));
+        storage.check_writable().context(|| format!("it is not writable ({})", storage.0.tmp.display()))?;
+        log::info!("storage at {}: {} files", data_dir.display(), storage.0.index.read().expect("index lock").len());
+        Ok(storage)
     }
 
     pub fn tmp_dir(&self) -> &Path {
@@ -104,12 +110,12 @@ impl Storage {
             created_at: SystemTime::now(),
         };
         let content = self.content_path(meta.id);
-        temp.persist(&content).map_err(|e| e.error)?;
+        temp.persist(&content).map_err(|e| e.error).context(|| format!("publishing {}", content.display()))?;
         if let Err(err) = self.write_metadata(&meta) {
             let _ = fs::remove_file(&content);
             return Err(err.into());
         }
-        self.sync_files_dir()?;
+        self.sync_files_dir().context(|| format!("syncing {}", self.0.files.display()))?;
         self.0.index.write().expect("index lock").insert(meta.id, Arc::new(meta.clone()));
         Ok(meta)
     }
@@ -120,9 +126,11 @@ impl Storage {
         if self.0.index.write().expect("index lock").remove(&id).is_none() {
             return Err(AppError::NotFound);
         }
-        fs::remove_file(metadata_path(&self.0.files, id))?;
-        fs::remove_file(self.content_path(id))?;
-        self.sync_files_dir()?;
+        let meta = metadata_path(&self.0.files, id);
+        fs::remove_file(&meta).context(|| format!("deleting {}", meta.display()))?;
+        let content = self.content_path(id);
+        fs::remove_file(&content).context(|| format!("deleting {}", content.display()))?;
+        self.sync_files_dir().context(|| format!("syncing {}", self.0.files.display()))?;
         Ok(())
     }
 
@@ -132,13 +140,17 @@ impl Storage {
     }
 
     fn write_metadata(&self, meta: &StoredFile) -> io::Result<()> {
-        let mut temp = NamedTempFile::new_in(&self.0.tmp)?;
-        serde_json::to_writer(&mut temp, meta)?;
-        if self.0.fsync {
-            temp.as_file().sync_all()?;
-        }
-        temp.persist(metadata_path(&self.0.files, meta.id))?;
-        Ok(())
+        let path = metadata_path(&self.0.files, meta.id);
+        let write = || {
+            let mut temp = NamedTempFile::new_in(&self.0.tmp)?;
+            serde_json::to_writer(&mut temp, meta)?;
+            if self.0.fsync {
+                temp.as_file().sync_all()?;
+            }
+            temp.persist(&path)?;
+            Ok(())
+        };
+        write().context(|| format!("writing {}", path.display()))
     }
 
     fn sync_files_dir(&self) -> io::Result<()> {

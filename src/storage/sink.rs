@@ -10,7 +10,7 @@ use tempfile::{NamedTempFile, TempPath};
 use tokio::io::AsyncWriteExt;
 
 use super::{NewFile, Storage, StoredFile};
-use crate::error::AppError;
+use crate::error::{AppError, IoContext};
 
 /// Bytes per read or buffered write: large enough to keep syscalls rare, small enough to stay cache-friendly.
 pub const CHUNK: usize = 256 * 1024;
@@ -55,10 +55,12 @@ impl UploadSink {
     /// Opens a fresh temp file under `<data>/tmp/` for a file of at most `limit` bytes.
     pub async fn create(storage: &Storage, mode: WriteMode, limit: u64) -> Result<Self, AppError> {
         let dir = storage.tmp_dir().to_owned();
+        let create =
+            move || NamedTempFile::new_in(&dir).context(|| format!("creating a temp file in {}", dir.display()));
         let temp = match mode {
             // these strategies block the worker by definition; the others never do
-            WriteMode::Buffered | WriteMode::Inline => NamedTempFile::new_in(dir)?,
-            WriteMode::Async | WriteMode::Blocking => web::block(move || NamedTempFile::new_in(dir)).await??,
+            WriteMode::Buffered | WriteMode::Inline => create()?,
+            WriteMode::Async | WriteMode::Blocking => web::block(create).await??,
         };
         let (file, temp) = temp.into_parts();
         let writer = match mode {

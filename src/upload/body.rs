@@ -112,5 +112,5 @@ impl FaultProbe {
 
 /// A body that could not be read: the client went away, sent less than it announced, or broke the encoding.
 pub fn payload_error(err: PayloadError) -> AppError {
-    AppError::BadRequest(format!("the request body could not be read: {err}"))
+    AppError::IncompleteBody(err.to_string())
 }

@@ -2,22 +2,16 @@
 
 use std::borrow::Cow;
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpMessage, HttpRequest};
 use base64::{
     Engine, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
-use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{Strategy, Upload, body::Body};
-use crate::{
-    error::AppError,
-    openapi::{ChecksumHeader, UploadResponses},
-    startup::AppState,
-    storage::StoredFile,
-};
+use super::{Upload, body::Body};
+use crate::{error::AppError, storage::StoredFile};
 
 /// Standard alphabet; padding optional, since many encoders leave it out.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -44,9 +38,8 @@ pub struct Base64Upload<'a> {
 pub(super) async fn receive(upload: &Upload<'_>, body: Body) -> Result<StoredFile, AppError> {
     require_json(upload.req)?;
     let json = body.read_to_end(upload.capacity_for(upload.strategy.body_limit(upload.limit))).await?;
-    let doc: Base64Upload = serde_json::from_slice(&json)
-        .map_err(|e| AppError::BadRequest(format!("the body is not the expected JSON document: {e}")))?;
-    let data = BASE64.decode(doc.data.as_bytes()).map_err(|e| AppError::InvalidBase64(e.to_string()))?;
+    let doc: Base64Upload = serde_json::from_slice(&json).map_err(|e| AppError::InvalidJson(e.to_string()))?;
+    let data = BASE64.decode(doc.data.as_bytes()).map_err(|e| AppError::InvalidBase64(explain(e)))?;
     if data.len() as u64 > upload.limit {
         return Err(AppError::PayloadTooLarge { limit: upload.limit });
     }
@@ -61,30 +54,38 @@ pub(super) async fn receive(upload: &Upload<'_>, body: Body) -> Result<StoredFil
 fn require_json(req: &HttpRequest) -> Result<(), AppError> {
     match req.mime_type() {
         Ok(Some(m)) if m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON) => Ok(()),
-        _ => Err(AppError::UnsupportedMediaType { expected: "an application/json body" }),
+        _ => Err(AppError::UnsupportedMediaType { expected: super::BodyKind::Json.expects().unwrap_or_default() }),
     }
 }
 
-/// JSON with base64 data
-///
-/// Reads the whole JSON document into memory, decodes `data` from base64 and writes the result with `tokio::fs`.
-/// Base64 makes the body a third larger and the server holds both the document and the decoded file, about 2.3
-/// times the file size at peak; limited by `--max-buffered-bytes`. For clients that can only send JSON.
-#[utoipa::path(
-    tag = "upload",
-    params(ChecksumHeader),
-    request_body(content = Base64Upload, content_type = "application/json"),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/raw/json/base64decode")]
-async fn base64decode(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::JsonBase64).await
+/// The decoder's error as a sentence that points at the offending character.
+fn explain(err: base64::DecodeError) -> String {
+    use base64::DecodeError::*;
+    let shown = |byte: u8| match byte {
+        b' '..=b'~' => format!("'{}'", byte as char),
+        _ => format!("byte 0x{byte:02x}"),
+    };
+    match err {
+        InvalidByte(offset, byte) => {
+            format!("{} at offset {offset} is not in the base64 alphabet (A-Z, a-z, 0-9, +, /)", shown(byte))
+        }
+        InvalidLength(len) => format!("{len} base64 characters cannot encode whole bytes; is the text cut short?"),
+        InvalidLastSymbol { offset, symbol: byte, .. } => {
+            format!("the last character, {} at offset {offset}, has bits that encode nothing", shown(byte))
+        }
+        InvalidPadding => "the padding ('=') is malformed".to_owned(),
+    }
 }
 
-pub(super) fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(base64decode);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_character_is_named_with_its_offset() {
+        let err = BASE64.decode("aGVsbG8*").unwrap_err();
+        assert_eq!(explain(err), "'*' at offset 7 is not in the base64 alphabet (A-Z, a-z, 0-9, +, /)");
+        let err = BASE64.decode("aGVs\u{7}").unwrap_err();
+        assert!(explain(err).starts_with("byte 0x07 at offset 4"));
+    }
 }

@@ -9,17 +9,14 @@ use actix_multipart::{
         tempfile::{TempFile, TempFileError},
     },
 };
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, dev, post, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev};
 use bytes::BytesMut;
 use futures_util::{FutureExt, TryStreamExt};
 use utoipa::ToSchema;
-use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{Strategy, Upload, body::Body, body::payload_error};
+use super::{Upload, body::Body, body::payload_error};
 use crate::{
     error::AppError,
-    openapi::{ChecksumHeader, UploadResponses},
-    startup::AppState,
     storage::{StoredFile, UploadSink},
 };
 
@@ -74,21 +71,22 @@ pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<S
     // actix-multipart asserts (in debug builds) that every part has a name, and a client sending `name=""`
     // trips it; a malformed body must never take a worker's task down with it.
     let parsed = AssertUnwindSafe(MultipartForm::<Spooled>::from_request(upload.req, &mut payload)).catch_unwind();
-    let form = parsed.await.map_err(|_| AppError::BadRequest("malformed multipart body".into()))?.map_err(|err| {
-        match err.as_error::<MultipartError>() {
-            Some(MultipartError::Field { source, .. }) => match source.as_error::<TempFileError>() {
-                // the spooling write failed: a full disk is 507, like in every other strategy
-                Some(TempFileError::FileIo(io)) => std::io::Error::new(io.kind(), io.to_string()).into(),
-                _ => AppError::Internal(source.to_string().into()),
-            },
-            Some(MultipartError::MissingField(_)) => AppError::MissingFile,
-            Some(MultipartError::DuplicateField(_)) => second_file_part(),
-            Some(MultipartError::Payload(actix_web::error::PayloadError::Overflow)) => {
-                AppError::PayloadTooLarge { limit: upload.limit }
+    let form =
+        parsed.await.map_err(|_| AppError::MalformedMultipart("a part has no usable name".into()))?.map_err(|err| {
+            match err.as_error::<MultipartError>() {
+                Some(MultipartError::Field { source, .. }) => match source.as_error::<TempFileError>() {
+                    // the spooling write failed: a full disk is 507, like in every other strategy
+                    Some(TempFileError::FileIo(io)) => std::io::Error::new(io.kind(), io.to_string()).into(),
+                    _ => AppError::Internal(source.to_string().into()),
+                },
+                Some(MultipartError::MissingField(_)) => AppError::MissingFile,
+                Some(MultipartError::DuplicateField(_)) => AppError::DuplicateFile,
+                Some(MultipartError::Payload(actix_web::error::PayloadError::Overflow)) => {
+                    AppError::PayloadTooLarge { limit: upload.limit }
+                }
+                _ => AppError::MalformedMultipart(err.to_string()),
             }
-            _ => AppError::BadRequest(format!("malformed multipart body: {err}")),
-        }
-    })?;
+        })?;
     let Spooled { file } = form.into_inner();
     let described = upload.describe(file.file_name.as_deref(), file.content_type.as_ref());
     UploadSink::adopt(upload.storage, file.file, upload.limit).await?.commit(described).await
@@ -97,7 +95,7 @@ pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<S
 fn require_form_data(req: &HttpRequest) -> Result<(), AppError> {
     match req.mime_type() {
         Ok(Some(m)) if m.type_() == mime::MULTIPART && m.subtype() == mime::FORM_DATA => Ok(()),
-        _ => Err(AppError::UnsupportedMediaType { expected: "a multipart/form-data body" }),
+        _ => Err(AppError::UnsupportedMediaType { expected: super::BodyKind::Multipart.expects().unwrap_or_default() }),
     }
 }
 
@@ -115,7 +113,7 @@ async fn next_file_part(form: &mut Multipart, limit: u64) -> Result<Field, AppEr
 async fn reject_second_file_part(form: &mut Multipart, limit: u64) -> Result<(), AppError> {
     while let Some(field) = form.try_next().await.map_err(|e| multipart_error(e, limit))? {
         if field.name() == Some("file") {
-            return Err(second_file_part());
+            return Err(AppError::DuplicateFile);
         }
         skip(field, limit).await?;
     }
@@ -128,116 +126,10 @@ async fn skip(mut field: Field, limit: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-fn second_file_part() -> AppError {
-    AppError::BadRequest("the multipart body has more than one part named \"file\"".into())
-}
-
 fn multipart_error(err: MultipartError, limit: u64) -> AppError {
     match err {
         MultipartError::Payload(actix_web::error::PayloadError::Overflow) => AppError::PayloadTooLarge { limit },
         MultipartError::Payload(err) => payload_error(err),
-        err => AppError::BadRequest(format!("malformed multipart body: {err}")),
+        err => AppError::MalformedMultipart(err.to_string()),
     }
-}
-
-/// Multipart, whole part in memory, async write
-///
-/// Gathers the whole `file` part in memory, then writes it with `tokio::fs` (which copies it to the blocking pool
-/// in pieces of at most 2 MiB). Memory per upload: the whole file, so it is limited by `--max-buffered-bytes`.
-/// The benchmark's `UploadFile` read whole. Simple, fine for small files.
-#[utoipa::path(
-    tag = "upload",
-    params(ChecksumHeader),
-    request_body(content = MultipartUpload, content_type = "multipart/form-data"),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/single")]
-async fn single(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::Single).await
-}
-
-/// Multipart, whole part in memory, blocking write on the blocking pool
-///
-/// Gathers the whole `file` part in memory, then writes it with one blocking `std::fs` write inside
-/// `web::block`: no copy, one thread hop. Memory per upload: the whole file (`--max-buffered-bytes`). The
-/// benchmark's sync handler.
-#[utoipa::path(
-    tag = "upload",
-    params(ChecksumHeader),
-    request_body(content = MultipartUpload, content_type = "multipart/form-data"),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/single/sync")]
-async fn single_sync(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::SingleSync).await
-}
-
-/// Multipart, part streamed, async writes
-///
-/// Streams the `file` part as it is parsed into `tokio::fs` writes: bounded memory (one chunk) whatever the file
-/// size, and the worker never waits on the disk. The multipart choice for large files.
-#[utoipa::path(
-    tag = "upload",
-    params(ChecksumHeader),
-    request_body(content = MultipartUpload, content_type = "multipart/form-data"),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/single/stream")]
-async fn single_stream(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::SingleStream).await
-}
-
-/// Multipart, part streamed, blocking writes on the worker
-///
-/// Streams the `file` part as it is parsed, writing each chunk with a blocking `std::fs` write on the worker
-/// thread: bounded memory, no thread hops, but the worker stalls while the disk is busy.
-#[utoipa::path(
-    tag = "upload",
-    params(ChecksumHeader),
-    request_body(content = MultipartUpload, content_type = "multipart/form-data"),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/single/stream/async_read_sync_write")]
-async fn single_stream_sync_write(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::SingleStreamSyncWrite).await
-}
-
-/// Multipart, spooled by actix-multipart, hashed with blocking reads
-///
-/// actix-multipart's `MultipartForm<TempFile>` spools the part to a temp file in the data directory; ferry then
-/// reads it back on the blocking pool to hash it and publishes it by rename (no second copy). Bounded memory,
-/// but every byte crosses the disk twice. The idiomatic actix extractor; the benchmark's sync read and write.
-#[utoipa::path(
-    tag = "upload",
-    params(ChecksumHeader),
-    request_body(content = MultipartUpload, content_type = "multipart/form-data"),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/single/stream/sync_read_sync_write")]
-async fn single_spooled(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::SingleSpooled).await
-}
-
-pub(super) fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(single)
-        .service(single_sync)
-        .service(single_stream)
-        .service(single_stream_sync_write)
-        .service(single_spooled);
 }

@@ -1,24 +1,21 @@
 //! Raw-body strategies: the request body is the file, stored exactly as sent whatever its Content-Type.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, http::header, post, web};
+use actix_web::{HttpMessage, HttpRequest, http::header, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{Strategy, Upload, body::Body, body::payload_error};
-use crate::{
-    error::AppError,
-    openapi::{Binary, ChecksumHeader, UploadResponses},
-    startup::AppState,
-    storage::StoredFile,
-};
+use crate::{error::AppError, storage::StoredFile};
 
 /// Where a raw upload's filename comes from when not from `Content-Disposition`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RawQuery {
-    /// Name to record for the file; otherwise the `Content-Disposition` filename, otherwise `upload.bin`.
+    /// Name to record for the file, e.g. `photo.jpg`; otherwise the `Content-Disposition` filename, otherwise
+    /// `upload.bin`. When the request's Content-Type says nothing useful, the file's type is guessed from this
+    /// name's extension.
+    #[param(example = "photo.jpg")]
     pub filename: Option<String>,
 }
 
@@ -27,8 +24,9 @@ pub(super) async fn receive(upload: &Upload<'_>, mut body: Body) -> Result<Store
     while let Some(chunk) = body.next().await {
         sink.write(chunk.map_err(payload_error)?).await?;
     }
-    let content_type = upload.req.mime_type().ok().flatten();
-    sink.commit(upload.describe(raw_filename(upload.req).as_deref(), content_type.as_ref())).await
+    let filename = raw_filename(upload.req);
+    let content_type = content_type(upload.req, filename.as_deref());
+    sink.commit(upload.describe(filename.as_deref(), content_type.as_ref())).await
 }
 
 fn raw_filename(req: &HttpRequest) -> Option<String> {
@@ -42,66 +40,26 @@ fn raw_filename(req: &HttpRequest) -> Option<String> {
     })
 }
 
-/// Raw body, buffered writes
-///
-/// Reads the body as it arrives and writes it through a 256 KiB in-memory buffer with blocking `std::fs` writes
-/// on the worker thread, so most chunks cost a memory copy instead of a system call. Memory per upload: the
-/// buffer. The benchmark's "async read, memory write". A good default for fast local disks.
-#[utoipa::path(
-    tag = "upload",
-    params(RawQuery, ChecksumHeader),
-    request_body(content = Binary, content_type = "application/octet-stream", description = "The file's bytes, stored as sent."),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/stream/async_read_and_memory_write")]
-async fn async_read_and_memory_write(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::StreamMemoryWrite).await
+/// The client's Content-Type, unless it says nothing about the file: none, `application/octet-stream`, or the
+/// `application/x-www-form-urlencoded` that `curl --data-binary` sends by default. Then the type is guessed from
+/// the filename's extension.
+fn content_type(req: &HttpRequest, filename: Option<&str>) -> Option<mime::Mime> {
+    let sent = req.mime_type().ok().flatten();
+    let says_nothing = sent.as_ref().is_none_or(|m| {
+        *m == mime::APPLICATION_OCTET_STREAM || m.essence_str() == mime::APPLICATION_WWW_FORM_URLENCODED.essence_str()
+    });
+    if says_nothing { filename.and_then(|name| mime_guess::from_path(name).first()) } else { sent }
 }
 
-/// Raw body, direct blocking writes
-///
-/// Reads the body as it arrives and writes every chunk at once with a blocking `std::fs` write on the worker
-/// thread: one system call per network chunk and no thread hop. While a write waits for the disk, that worker
-/// serves no one else. Memory per upload: one network chunk.
-#[utoipa::path(
-    tag = "upload",
-    params(RawQuery, ChecksumHeader),
-    request_body(content = Binary, content_type = "application/octet-stream", description = "The file's bytes, stored as sent."),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/stream/async_read_and_disk_write")]
-async fn async_read_and_disk_write(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::StreamDiskWrite).await
-}
-
-/// Raw body, async writes
-///
-/// Reads the body as it arrives and writes each chunk with `tokio::fs`, which runs the write on tokio's
-/// blocking pool: the worker never waits on the disk, at the price of a copy and a thread hop per chunk. Memory
-/// per upload: one network chunk. Pick it when the disk can be slow (network storage, contended volumes).
-#[utoipa::path(
-    tag = "upload",
-    params(RawQuery, ChecksumHeader),
-    request_body(content = Binary, content_type = "application/octet-stream", description = "The file's bytes, stored as sent."),
-    responses(UploadResponses)
-)]
-#[post("/files/upload/stream/async_read_and_async_write")]
-async fn async_read_and_async_write(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
-    super::receive(req, body, state, Strategy::StreamAsyncWrite).await
-}
-
-pub(super) fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(async_read_and_memory_write).service(async_read_and_disk_write).service(async_read_and_async_write);
+/// A raw endpoint stores a multipart body verbatim, envelope and all, as the contract says; the client most
+/// likely meant a multipart endpoint, so the 201 says so.
+pub(super) fn warning(req: &HttpRequest) -> Option<String> {
+    let sent = req.mime_type().ok().flatten()?;
+    (sent.type_() == mime::MULTIPART && sent.subtype() == mime::FORM_DATA).then(|| {
+        format!(
+            "the multipart/form-data body was stored as sent, boundaries and part headers included; to store the \
+             file inside it, send it to a multipart endpoint such as {}",
+            Strategy::SingleStream.path()
+        )
+    })
 }

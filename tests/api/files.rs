@@ -35,7 +35,7 @@ async fn bad_list_parameters_are_400() {
     for query in ["limit=0", "limit=1001", "limit=x", "after=nope"] {
         let res = app.client.get(app.url(&format!("/files?{query}"))).send().await.unwrap();
         assert_eq!(res.status(), 400, "{query}");
-        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "bad_request");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "invalid_query");
     }
 }
 
@@ -100,11 +100,17 @@ async fn health_is_ok_while_the_data_dir_is_writable() {
 }
 
 #[tokio::test]
-async fn unknown_paths_get_a_json_404() {
+async fn unknown_paths_get_a_json_404_that_says_no_route() {
     let app = spawn_app().await;
     let res = app.client.get(app.url("/nothing/here")).send().await.unwrap();
     assert_eq!(res.status(), 404);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    let body = res.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    assert_eq!(body["message"], "no route for GET /nothing/here; the API is described at /docs");
+
+    let res = app.client.get(app.url("/files/not-an-id")).send().await.unwrap();
+    let body = res.json::<serde_json::Value>().await.unwrap();
+    assert_eq!((body["error"].as_str(), body["message"].as_str()), (Some("not_found"), Some("no file with this id")));
 }
 
 #[tokio::test]

@@ -99,7 +99,7 @@ impl TestApp {
 
     /// A request that uploads `bytes` named `filename` the way `strategy` expects them.
     pub fn upload_request(&self, strategy: Strategy, bytes: Vec<u8>, filename: &str) -> reqwest::RequestBuilder {
-        let post = self.client.post(self.url(&strategy.path()));
+        let post = self.client.post(self.url(strategy.path()));
         match strategy {
             Strategy::StreamMemoryWrite | Strategy::StreamDiskWrite | Strategy::StreamAsyncWrite => {
                 post.query(&[("filename", filename)]).header("content-type", "application/octet-stream").body(bytes)
@@ -118,7 +118,7 @@ impl TestApp {
     /// A hand-made multipart body (boundary `XyZ`) for `strategy`.
     pub fn multipart_request(&self, strategy: Strategy, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
         self.client
-            .post(self.url(&strategy.path()))
+            .post(self.url(strategy.path()))
             .header("content-type", "multipart/form-data; boundary=XyZ")
             .body(body)
     }

@@ -70,7 +70,7 @@ async fn huge_part_headers_and_too_many_part_headers_are_refused() {
         let many = (0..40).map(|i| format!("X-H{i}: v")).collect::<Vec<_>>().join("\r\n");
         let (status, body) =
             post_multipart(&app, strategy, vec![part(&format!("{FILE_HEADER}\r\n{many}"), b"abc")]).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")), "{strategy:?}");
+        assert_eq!((status, body["error"].as_str()), (400, Some("malformed_multipart")), "{strategy:?}");
     }
     assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
     assert!(app.stored_names().is_empty());

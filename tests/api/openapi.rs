@@ -1,12 +1,18 @@
 //! The OpenAPI document: committed, served, complete.
 
-use ferry::{download::Reader, upload::Strategy};
+use ferry::{
+    download::Reader,
+    upload::{BodyKind, Read, Strategy},
+};
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{self, spawn_app};
 
 async fn served_spec() -> Value {
-    let app = spawn_app().await;
+    served_spec_of(spawn_app().await).await
+}
+
+async fn served_spec_of(app: helpers::TestApp) -> Value {
     let res = app.client.get(app.url("/api-docs/openapi.json")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
@@ -15,8 +21,15 @@ async fn served_spec() -> Value {
 #[tokio::test]
 async fn the_committed_spec_is_the_served_spec() {
     let committed: Value = serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+    // the committed document describes the default limits
+    let defaults = ferry::config::Config::default();
+    let app = helpers::spawn_app_with(|config| {
+        config.max_upload_bytes = defaults.max_upload_bytes;
+        config.max_buffered_bytes = defaults.max_buffered_bytes;
+    })
+    .await;
     assert!(
-        served_spec().await == committed,
+        served_spec_of(app).await == committed,
         "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi > openapi/openapi.json`"
     );
 }
@@ -25,19 +38,23 @@ async fn the_committed_spec_is_the_served_spec() {
 async fn every_endpoint_is_documented_with_its_tag() {
     let spec = served_spec().await;
     let paths = &spec["paths"];
-    for strategy in Strategy::ALL {
+    for (order, strategy) in Strategy::ALL.into_iter().enumerate() {
         let op = &paths[strategy.path()]["post"];
         assert_eq!(op["tags"][0], "upload", "{strategy:?}");
+        assert_eq!(op["x-ferry"]["strategy"], strategy.name(), "{strategy:?}");
+        assert_eq!(op["x-ferry"]["order"], order, "{strategy:?}");
         assert!(op["description"].as_str().is_some_and(|d| d.len() > 80), "{strategy:?} explains itself");
-        for status in ["201", "400", "408", "413", "415", "507"] {
+        for status in ["201", "400", "408", "413", "507"] {
             assert!(op["responses"][status].is_object(), "{strategy:?} documents {status}");
         }
         assert!(op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "X-Checksum-Sha256"));
     }
-    for reader in Reader::ALL {
-        let item = &paths[reader.path("{id}")];
+    for (order, reader) in Reader::ALL.into_iter().enumerate() {
+        let item = &paths[reader.template()];
         for method in ["get", "head"] {
             assert_eq!(item[method]["tags"][0], "download", "{reader:?} {method}");
+            assert_eq!(item[method]["x-ferry"]["strategy"], reader.name(), "{reader:?} {method}");
+            assert_eq!(item[method]["x-ferry"]["order"], order, "{reader:?} {method}");
             for status in ["200", "206", "304", "404", "416"] {
                 assert!(item[method]["responses"][status].is_object(), "{reader:?} documents {status}");
             }
@@ -48,6 +65,26 @@ async fn every_endpoint_is_documented_with_its_tag() {
     assert!(paths["/files/{id}"]["get"].is_object() && paths["/files/{id}"]["delete"].is_object());
     assert_eq!(paths["/health"]["get"]["tags"][0], "health");
     assert_eq!(spec["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn each_upload_documents_its_own_limit_and_the_errors_its_body_can_cause() {
+    let spec = served_spec().await;
+    for strategy in Strategy::ALL {
+        let responses = &spec["paths"][strategy.path()]["post"]["responses"];
+        let example = |status: &str| responses[status]["content"]["application/json"]["example"].clone();
+        let limit = helpers::file_limit(strategy);
+        let too_large = example("413")["message"].as_str().unwrap().to_owned();
+        assert!(too_large.contains(&format!("limit of {limit} bytes")), "{strategy:?}: {too_large}");
+        assert_eq!(example("201")["strategy"], strategy.name(), "{strategy:?}");
+        let raw = strategy.read() == Read::Raw;
+        assert_eq!(responses["415"].is_object(), !raw, "{strategy:?}: a raw endpoint takes any body");
+        let bad = responses["400"]["description"].as_str().unwrap();
+        assert_eq!(bad.contains("missing_file"), strategy.read().body() == BodyKind::Multipart, "{strategy:?}: {bad}");
+        assert_eq!(bad.contains("invalid_base64"), strategy == Strategy::JsonBase64, "{strategy:?}: {bad}");
+        let links = responses["201"]["links"].as_object().unwrap();
+        assert_eq!(links.len(), Reader::ALL.len() + 1, "{strategy:?}: each download and the metadata");
+    }
 }
 
 #[tokio::test]
@@ -81,6 +118,8 @@ async fn swagger_ui_is_at_docs() {
     let res = client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(res.status(), 308);
     assert_eq!(res.headers()["location"], "/docs/");
+    let root = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!((root.status().as_u16(), &root.headers()["location"]), (307, &"/docs/".parse().unwrap()));
     let page = app.client.get(app.url("/docs/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("swagger-ui"), "{page}");
 }

@@ -137,7 +137,7 @@ async fn a_raw_upload_takes_its_name_from_content_disposition_without_a_query() 
     let app = spawn_app().await;
     let res = app
         .client
-        .post(app.url(&Strategy::StreamDiskWrite.path()))
+        .post(app.url(Strategy::StreamDiskWrite.path()))
         .header(
             "content-disposition",
             "attachment; filename=\"fallback.txt\"; filename*=UTF-8''%D1%84%D0%B0%D0%B9%D0%BB.txt",
@@ -152,6 +152,6 @@ async fn a_raw_upload_takes_its_name_from_content_disposition_without_a_query() 
     assert_eq!(stored.filename, "файл.txt");
     assert_eq!(stored.content_type, "text/plain");
 
-    let res = app.client.post(app.url(&Strategy::StreamDiskWrite.path())).body("x").send().await.unwrap();
+    let res = app.client.post(app.url(Strategy::StreamDiskWrite.path())).body("x").send().await.unwrap();
     assert_eq!(res.json::<StoredFile>().await.unwrap().filename, "upload.bin");
 }
