@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
 """ferry's benchmark: every upload and download endpoint under wrk, the FastAPI post's tables, one command.
 
-    python3 wrk/bench.py                          # 256 KiB, -c100, -t<cores>, -d10, workers 1 and <cores>
-    python3 wrk/bench.py --reference nginx        # adds nginx (sendfile / WebDAV PUT) and ratios to it
-    python3 wrk/bench.py --sizes 4KiB,256KiB,16MiB --only download
+    python3 wrk/bench.py                                   # build, then 256 KiB, -c100, -t<cores>, -d10, workers 1 and <cores>
+    python3 wrk/bench.py --bin target/release/ferry --reference nginx,fastapi --repeat 3 --workers 2 --duration 5
+    python3 wrk/bench.py --sizes 4KiB,256KiB,16MiB --only download --no-build
+    python3 wrk/bench.py --list                            # print the endpoints the spec lists, run nothing
 
-Each endpoint runs against a fresh release ferry on a fresh data directory (default /dev/shm, a tmpfs), so
-uploads never fill the disk and peak RSS is per endpoint. Only loopback is used; every run is bounded by
---duration and everything started is stopped. Results go to wrk/results/ as Markdown, JSON and an SVG chart.
+The endpoints come from ferry's OpenAPI document (`ferry openapi`): every POST /files/upload/<strategy> and
+GET /files/download/<strategy>/{id} operation with an `x-ferry` extension, in its `order`.
+
+Each measurement runs against a fresh server on a fresh data directory (default /dev/shm, a tmpfs), so uploads
+never fill the disk and peak RSS is per endpoint. With --reference, the same endpoint is then measured on the
+references (the FastAPI twin in wrk/fastapi_app.py at the same path; nginx's WebDAV PUT or sendfile), and
+--repeat N does that N times, servers interleaved, so the medians and ratios see the same machine weather.
+Only loopback is used; every run is bounded by --duration and everything started is stopped. Results go to
+wrk/results/runs/<timestamp>/ (or --out) as Markdown, JSON and an SVG chart.
 """
 
 import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,54 +40,107 @@ import report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BINARY = ROOT / "target" / "release" / "ferry"
+DEFAULT_BINARY = ROOT / "target" / "release" / "ferry"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-# (path, body, streamed?) in the order of the post's table
-UPLOADS = [
-    ("stream/async_read_and_memory_write", "raw", "yes"),
-    ("stream/async_read_and_disk_write", "raw", "yes"),
-    ("stream/async_read_and_async_write", "raw", "yes"),
-    ("single", "multipart", "no (whole part in memory)"),
-    ("single/sync", "multipart", "no (whole part in memory)"),
-    ("single/stream", "multipart", "yes"),
-    ("single/stream/async_read_sync_write", "multipart", "yes"),
-    ("single/stream/sync_read_sync_write", "multipart", "spooled to disk"),
-    ("raw/json/base64decode", "json", "no (JSON + decoded in memory)"),
-]
-DOWNLOADS = [
-    ("stream/sync_read", "yes"),
-    ("stream/async_read", "yes"),
-    ("file", "yes"),
-    ("file/sync", "yes"),
-    ("cached", "no (whole file from memory)"),
-]
+REFERENCES = ("fastapi", "nginx")
 CONTENT_TYPES = {
     "raw": "application/octet-stream",
     "multipart": postdata.MULTIPART_CONTENT_TYPE,
     "json": "application/json",
 }
+# What --prewarm auto assumes a server can store per second and per core; the best upload rate measured on the
+# 2-core development machine was 0.9 GiB/s.
+PREWARM_BYTES_PER_CORE_SECOND = 512 << 20
+PREWARM_CAP = 8 << 30
 
 
-@dataclass
-class Row:
-    endpoint: str
+# --- the endpoint list, from the spec --------------------------------------------------------------------------
+
+
+class SpecError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
     kind: str  # upload | download
-    body: str
+    strategy: str  # e.g. single/stream
+    path: str  # the spec's path template, e.g. /files/download/file/{id}
+    body: str  # raw | multipart | json for uploads, "-" for downloads
     streamed: str
-    workers: int
-    size: int
-    requests: int = 0
-    rps: float = 0.0
-    avg_latency_ms: float = 0.0
-    p99_ms: float = 0.0
-    errors: int = 0
-    peak_rss_mib: float = 0.0
-    cpu_s: float = 0.0
-    ratio: float | None = None
-    server: str = "ferry"
-    note: str = ""
-    extra: dict = field(default_factory=dict)
+    order: int
+
+    @property
+    def name(self) -> str:
+        """What --only matches: upload/<strategy> or download/<strategy>."""
+        return f"{self.kind}/{self.strategy}"
+
+
+PATHS = {
+    "upload": ("post", re.compile(r"/files/upload/(.+)")),
+    "download": ("get", re.compile(r"/files/download/(.+)/\{[^/{}]+\}")),
+}
+
+
+def endpoints_from_spec(spec: dict) -> list[Endpoint]:
+    """Every upload and download operation that carries `x-ferry`, uploads first, each kind in `order`.
+    HEAD operations carry the same extension as their GET and are left out."""
+    found = []
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            x = op.get("x-ferry") if isinstance(op, dict) else None
+            if not x or method == "head":
+                continue
+            kind = x.get("kind")
+            if kind not in PATHS:
+                raise SpecError(f"{method.upper()} {path}: x-ferry kind {kind!r} is neither upload nor download")
+            want_method, pattern = PATHS[kind]
+            match = pattern.fullmatch(path)
+            if method != want_method or not match:
+                raise SpecError(f"{method.upper()} {path}: an x-ferry {kind} must be {want_method.upper()} "
+                                f"{'/files/upload/<strategy>' if kind == 'upload' else '/files/download/<strategy>/{id}'}")
+            strategy = x.get("strategy", match.group(1))
+            if strategy != match.group(1):
+                raise SpecError(f"{method.upper()} {path}: x-ferry strategy {strategy!r} is not the path's")
+            body = x.get("body") if kind == "upload" else "-"
+            if kind == "upload" and body not in CONTENT_TYPES:
+                raise SpecError(f"POST {path}: x-ferry body {body!r} is not one of {', '.join(CONTENT_TYPES)}")
+            if not isinstance(x.get("order"), int):
+                raise SpecError(f"{method.upper()} {path}: x-ferry order {x.get('order')!r} is not an integer")
+            found.append(Endpoint(kind, strategy, path, body, str(x.get("streamed", "?")), x["order"]))
+    if not found:
+        raise SpecError("no operation carries an x-ferry extension; this ferry is too old for the kit")
+    found.sort(key=lambda e: (e.kind != "upload", e.order, e.strategy))
+    return found
+
+
+def load_spec(binary: Path) -> dict:
+    out = subprocess.run([str(binary), "openapi"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise SpecError(f"`{binary} openapi` failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def route_key(method: str, path: str) -> tuple[str, str]:
+    """Method and path with parameter names erased, to match ferry's `{id}` with FastAPI's `{file_id}`."""
+    return method.lower(), re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def fastapi_routes(python: str) -> set[tuple[str, str]]:
+    """The routes wrk/fastapi_app.py declares, read from its own OpenAPI document (no server started)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import fastapi_app; "
+            "print(json.dumps(fastapi_app.app.openapi()))")
+    with tempfile.TemporaryDirectory(prefix="ferry-fastapi-spec-") as tmp:
+        out = subprocess.run([python, "-c", code, str(HERE)], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, FERRY_FASTAPI_DATA=tmp))
+    if out.returncode != 0:
+        sys.exit(f"--reference fastapi: cannot load wrk/fastapi_app.py with {python} "
+                 f"(python3 -m pip install -r wrk/requirements-fastapi.txt):\n{out.stderr.strip()[-600:]}")
+    spec = json.loads(out.stdout)
+    return {route_key(m, p) for p, item in spec["paths"].items() for m in item}
+
+
+# --- servers ---------------------------------------------------------------------------------------------------
 
 
 def parse_size(text: str) -> int:
@@ -89,11 +151,7 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
 
 
-def human(size: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return f"{size >> shift} {unit}"
-    return f"{size} B"
+human = report.size_label
 
 
 def free_port() -> int:
@@ -102,9 +160,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, seconds: float = 15) -> None:
+def wait_http(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before answering {url}")
         try:
             with urllib.request.urlopen(url, timeout=1) as res:
                 if res.status < 500:
@@ -129,107 +189,157 @@ def proc_stats(pids: list[int]) -> tuple[float, float]:
     return peak, ticks / CLK_TCK
 
 
-def started(server, url: str):
-    """Waits for a server to answer; stops and cleans it up when it never does."""
-    try:
-        wait_http(url)
-    except BaseException:
-        server.__exit__(None, None, None)
-        raise
-    return server
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
 
 
-def stop(proc: subprocess.Popen, sig: int, directory: Path) -> None:
-    """Asks a server to stop (killing it after 15 s), then removes its directory."""
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    shutil.rmtree(directory, ignore_errors=True)
+class Server:
+    """A server process in its own session on a fresh directory; stopped (its whole process group, killed after
+    15 s) and wiped on exit."""
 
+    name = "?"
+    stop_signal = signal.SIGTERM
+    health = "/health"
 
-class Ferry:
-    """A release ferry on a fresh data directory; stopped and wiped on exit."""
-
-    def __init__(self, data_root: Path, workers: int, fsync: bool, size: int):
-        self.data = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=data_root))
-        self.port = free_port()
+    def start(self, args: list[str], directory: Path, env: dict | None = None, port: int | None = None,
+              stderr=None) -> None:
+        """Starts ARGS ("{port}" in them is the port) with stderr shown, unless told otherwise."""
+        self.dir = directory
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        limit = str(max(size * 2, 64 << 20))
-        args = [str(BINARY), "--addr", f"127.0.0.1:{self.port}", "--workers", str(workers),
-                "--data-dir", str(self.data), "--fsync", str(fsync).lower(),
-                "--max-upload-bytes", limit, "--max-buffered-bytes", limit]
-        env = dict(os.environ, RUST_LOG="warn")
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([a.format(port=self.port) for a in args], env=env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=stderr)
 
     def __enter__(self):
-        return started(self, self.base + "/health")
+        try:
+            wait_http(self.base + self.health, self.proc)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
     def __exit__(self, *exc):
-        stop(self.proc, signal.SIGINT, self.data)
+        try:
+            os.killpg(self.proc.pid, self.stop_signal)
+            self.proc.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        finally:
+            try:  # workers left behind by a supervisor that died first
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def pids(self) -> list[int]:
-        return [self.proc.pid]
+        return [self.proc.pid, *children(self.proc.pid)]
 
-    def upload(self, path: Path) -> str:
-        req = urllib.request.Request(self.base + "/files/upload/stream/async_read_and_async_write?filename=fixture.bin",
-                                     data=path.read_bytes(), method="POST")
+    def upload(self, fixture: Path, path: str) -> str:
+        """Stores the fixture through a raw upload endpoint; returns its id."""
+        req = urllib.request.Request(f"{self.base}{path}?filename=fixture.bin", data=fixture.read_bytes(),
+                                     headers={"Content-Type": "application/octet-stream"}, method="POST")
         with urllib.request.urlopen(req, timeout=60) as res:
             return json.load(res)["id"]
 
 
-class Nginx:
+class Ferry(Server):
+    name = "ferry"
+    stop_signal = signal.SIGINT
+
+    def __init__(self, binary: Path, data_root: Path, workers: int, fsync: bool, size: int):
+        data = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=data_root))
+        limit = str(max(size * 2, 64 << 20))
+        self.start([str(binary), "--addr", "127.0.0.1:{port}", "--workers", str(workers), "--data-dir", str(data),
+                    "--fsync", str(fsync).lower(), "--max-upload-bytes", limit, "--max-buffered-bytes", limit],
+                   data, env=dict(os.environ, RUST_LOG="warn"))
+
+
+class FastAPI(Server):
+    """wrk/fastapi_app.py under uvicorn with the same worker count, on a fresh directory of the same kind."""
+
+    name = "fastapi"
+
+    def __init__(self, python: str, data_root: Path, workers: int):
+        data = Path(tempfile.mkdtemp(prefix="fastapi-bench-", dir=data_root))
+        # TMPDIR: Starlette spools multipart parts over 1 MiB to a temp file; keep those on the same storage
+        env = dict(os.environ, FERRY_FASTAPI_DATA=str(data / "files"), TMPDIR=str(data))
+        self.start([python, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
+                    "--port", "{port}", "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+                   data, env=env)
+
+
+class Nginx(Server):
     """Debian's nginx on the same fixture: static files with sendfile, uploads by WebDAV PUT."""
 
+    name = "nginx"
+    stop_signal = signal.SIGQUIT
+    health = "/static/fixture.bin"
+
     def __init__(self, data_root: Path, workers: int, fixture: Path):
-        self.dir = Path(tempfile.mkdtemp(prefix="nginx-bench-", dir=data_root))
-        (self.dir / "static").mkdir()
-        (self.dir / "put").mkdir()
-        (self.dir / "body").mkdir()
-        shutil.copy(fixture, self.dir / "static" / "fixture.bin")
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        conf = self.dir / "nginx.conf"
+        root = Path(tempfile.mkdtemp(prefix="nginx-bench-", dir=data_root))
+        for sub in ("static", "put", "body"):
+            (root / sub).mkdir()
+        shutil.copy(fixture, root / "static" / "fixture.bin")
+        port = free_port()
+        conf = root / "nginx.conf"
         # as root, nginx's workers would run as an unprivileged user that cannot read this private directory
         user = "user root root;" if os.geteuid() == 0 else ""
         conf.write_text(f"""
 {user}
 worker_processes {workers};
 daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    client_body_temp_path {self.dir}/body;
+    client_body_temp_path {root}/body;
     client_max_body_size 1g;
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{self.port};
-        root {self.dir};
+        listen 127.0.0.1:{port};
+        root {root};
         location /static/ {{ }}
         # every PUT stores a new file, as every ferry upload does
         location /put/ {{ rewrite ^ /put/$request_id break; dav_methods PUT; }}
     }}
 }}
 """)
-        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # nginx logs to error.log in its directory, but says on stderr that it cannot open the default one first
+        self.start(["nginx", "-c", str(conf), "-p", str(root)], root, port=port, stderr=subprocess.DEVNULL)
 
-    def __enter__(self):
-        return started(self, self.base + "/static/fixture.bin")
 
-    def __exit__(self, *exc):
-        stop(self.proc, signal.SIGQUIT, self.dir)
+# --- measuring -------------------------------------------------------------------------------------------------
 
-    def pids(self) -> list[int]:
-        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-        return [self.proc.pid, *map(int, children)]
+
+@dataclass
+class Run:
+    """One wrk run against one server."""
+
+    kind: str  # upload | download | fsync
+    strategy: str  # ferry's strategy this run stands beside (nginx runs too)
+    server: str  # ferry | fastapi | nginx
+    workers: int
+    size: int
+    round: int
+    body: str = "-"
+    streamed: str = ""
+    target: str = ""  # what was hit: the path, or nginx's PUT / static file
+    requests: int = 0
+    rps: float = 0.0
+    avg_latency_ms: float = 0.0
+    p99_ms: float = 0.0
+    errors: int = 0
+    peak_rss_mib: float = 0.0
+    cpu_s: float = 0.0
+    note: str = ""
 
 
 def run_wrk(args, url: str, script: str, script_args: list[str]) -> dict:
@@ -257,92 +367,114 @@ def run_wrk(args, url: str, script: str, script_args: list[str]) -> dict:
     }
 
 
-def measure(row: Row, server, args, url: str, script: str, script_args: list[str]) -> Row:
+def measure(run: Run, server: Server, args, url: str, script: str, script_args: list[str]) -> Run:
     _, cpu_before = proc_stats(server.pids())
     result = run_wrk(args, url, script, script_args)
     peak, cpu_after = proc_stats(server.pids())
-    row.requests, row.rps = result["requests"], result["rps"]
-    row.avg_latency_ms, row.p99_ms, row.errors = result["avg_latency_ms"], result["p99_ms"], result["errors"]
-    row.peak_rss_mib, row.cpu_s = round(peak, 1), round(cpu_after - cpu_before, 2)
+    run.requests, run.rps = result["requests"], result["rps"]
+    run.avg_latency_ms, run.p99_ms, run.errors = result["avg_latency_ms"], result["p99_ms"], result["errors"]
+    run.peak_rss_mib, run.cpu_s = round(peak, 1), round(cpu_after - cpu_before, 2)
     if result["stderr"]:
-        row.note = result["stderr"].splitlines()[0][:120]
-    return row
+        run.note = result["stderr"].splitlines()[0][:120]
+    return run
 
 
-def plan(args, size: int, workers: int, fixture: Path, bodies: dict) -> list:
-    """(label, thunk) pairs, in run order."""
-    steps = []
-    want = (lambda name: re.search(args.only, name)) if args.only else (lambda name: True)
-    for name, body, streamed in UPLOADS:
-        if want(f"upload/{name}"):
-            def thunk(name=name, body=body, streamed=streamed):
-                row = Row(f"/files/upload/{name}", "upload", body, streamed, workers, size)
-                with Ferry(args.data_dir, workers, args.fsync, size) as ferry:
-                    return measure(row, ferry, args, ferry.base + row.endpoint, "upload.lua",
-                                   [str(bodies[body]), CONTENT_TYPES[body]])
-            steps.append((f"upload {name}", thunk))
-    for name, streamed in DOWNLOADS:
-        if want(f"download/{name}"):
-            def thunk(name=name, streamed=streamed):
-                row = Row(f"/files/download/{name}/{{id}}", "download", "-", streamed, workers, size)
-                with Ferry(args.data_dir, workers, args.fsync, size) as ferry:
-                    file_id = ferry.upload(fixture)
-                    return measure(row, ferry, args, f"{ferry.base}/files/download/{name}/{file_id}", "download.lua", [])
-            steps.append((f"download {name}", thunk))
-    if args.reference == "nginx":
-        def nginx_get():
-            row = Row("nginx static (sendfile)", "download", "-", "sendfile", workers, size, server="nginx")
-            with Nginx(args.data_dir, workers, fixture) as nginx:
-                return measure(row, nginx, args, nginx.base + "/static/fixture.bin", "download.lua", [])
-
-        def nginx_put():
-            row = Row("nginx WebDAV PUT", "upload", "raw", "yes", workers, size, server="nginx")
-            with Nginx(args.data_dir, workers, fixture) as nginx:
-                return measure(row, nginx, args, nginx.base + "/put/upload.bin", "upload.lua",
-                               [str(bodies["raw"]), "application/octet-stream", "PUT"])
-        if want("download/nginx"):
-            steps.append(("nginx static", nginx_get))
-        if want("upload/nginx"):
-            steps.append(("nginx PUT", nginx_put))
-    return steps
+@dataclass
+class Context:
+    args: argparse.Namespace
+    binary: Path
+    endpoints: list[Endpoint]  # the ones to measure (after --only)
+    raw_upload: Endpoint | None  # the spec's first raw upload, which stores the downloads' fixture
+    twins: set = field(default_factory=set)
 
 
-def add_ratios(rows: list[Row]) -> None:
-    for row in rows:
-        ref = next((r for r in rows if r.server == "nginx" and r.kind == row.kind
-                    and r.workers == row.workers and r.size == row.size), None)
-        if ref and ref.rps:
-            row.ratio = round(row.rps / ref.rps, 2)
+def servers_for(ctx: Context, e: Endpoint) -> list[str]:
+    names = ["ferry"]
+    for ref in ctx.args.reference:
+        if ref == "fastapi" and route_key(PATHS[e.kind][0], e.path) not in ctx.twins:
+            continue  # no FastAPI twin (ferry's cached download): the table says "–"
+        names.append(ref)
+    return names
 
 
-def fsync_cost(args, size: int, bodies: dict, rows: list[Row]) -> list[Row]:
+def measure_one(ctx: Context, e: Endpoint, server_name: str, workers: int, size: int, rnd: int,
+                fixture: Path, bodies: dict) -> Run:
+    args = ctx.args
+    run = Run(e.kind, e.strategy, server_name, workers, size, rnd, e.body, e.streamed)
+    if server_name == "nginx":
+        with Nginx(args.data_dir, workers, fixture) as nginx:
+            if e.kind == "upload":
+                # WebDAV PUT takes the raw file whatever the endpoint's body; it is the upper bound for all of them
+                run.target = "nginx WebDAV PUT"
+                return measure(run, nginx, args, nginx.base + "/put/upload.bin", "upload.lua",
+                               [str(bodies["raw"]), CONTENT_TYPES["raw"], "PUT"])
+            run.target = "nginx static (sendfile)"
+            return measure(run, nginx, args, nginx.base + "/static/fixture.bin", "download.lua", [])
+    if server_name == "ferry":
+        server = Ferry(ctx.binary, args.data_dir, workers, args.fsync, size)
+    else:
+        server = FastAPI(args.fastapi_python, args.data_dir, workers)
+    run.target = e.path
+    with server:
+        if e.kind == "upload":
+            return measure(run, server, args, server.base + e.path, "upload.lua",
+                           [str(bodies[e.body]), CONTENT_TYPES[e.body]])
+        file_id = server.upload(fixture, ctx.raw_upload.path)
+        url = server.base + re.sub(r"\{[^}]*\}", file_id, e.path)
+        return measure(run, server, args, url, "download.lua", [])
+
+
+def fsync_cost(ctx: Context, size: int, bodies: dict, runs: list[Run]) -> list[Run]:
     """The best raw upload strategy with --fsync false and true, on a real disk (tmpfs ignores fsync)."""
-    raw = [r for r in rows if r.kind == "upload" and r.body == "raw" and r.server == "ferry" and r.size == size]
-    if not raw:
-        return []
-    best = max(raw, key=lambda r: r.rps)
+    args = ctx.args
+    raw = [e for e in ctx.endpoints if e.kind == "upload" and e.body == "raw"]
+    medians = {e: statistics.median([r.rps for r in runs if r.server == "ferry" and r.kind == "upload"
+                                     and r.strategy == e.strategy and r.size == size] or [0]) for e in raw}
+    best = max(raw, key=lambda e: medians[e])
+    workers = max(int(w) for w in args.workers.split(","))
     disk = ROOT / "target" / "bench-disk"
     disk.mkdir(parents=True, exist_ok=True)
     out = []
-    for fsync in (False, True):
-        row = Row(best.endpoint, "fsync", "raw", "yes", best.workers, size, note=f"--fsync {str(fsync).lower()}, data on {disk_kind(disk)}")
-        progress(f"fsync cost: {best.endpoint} --fsync {str(fsync).lower()} on disk")
-        with Ferry(disk, best.workers, fsync, size) as ferry:
-            out.append(measure(row, ferry, args, ferry.base + best.endpoint, "upload.lua",
-                               [str(bodies["raw"]), CONTENT_TYPES["raw"]]))
-    out[1].ratio = round(out[1].rps / out[0].rps, 2) if out[0].rps else None
+    for rnd in range(1, args.repeat + 1):
+        for fsync in (False, True):
+            run = Run("fsync", best.strategy, "ferry", workers, size, rnd, "raw", "yes", best.path,
+                      note=f"--fsync {str(fsync).lower()}, data on {disk_kind(disk)}")
+            progress(f"fsync cost: {best.name} --fsync {str(fsync).lower()} on disk, round {rnd}/{args.repeat}")
+            with Ferry(ctx.binary, disk, workers, fsync, size) as ferry:
+                out.append(measure(run, ferry, args, ferry.base + best.path, "upload.lua",
+                                   [str(bodies["raw"]), CONTENT_TYPES["raw"]]))
     return out
 
 
-def prewarm(data_dir: Path, gib: int) -> None:
-    """Writes and removes GIB of data in DATA_DIR. On a virtual machine, memory the guest has never touched costs a
-    fault in the host the first time; tmpfs runs that store gigabytes would measure that instead of the servers."""
-    progress(f"prewarming {gib} GiB of {data_dir}")
+# --- the machine -----------------------------------------------------------------------------------------------
+
+
+def prewarm_bytes(args, endpoints: list[Endpoint], sizes: list[int]) -> int:
+    """--prewarm auto: on tmpfs, as much as the busiest single run can store, capped."""
+    if disk_kind(args.data_dir) != "tmpfs":
+        return 0
+    cores = os.cpu_count() or 1
+    if any(e.kind == "upload" for e in endpoints):
+        need = args.duration * cores * PREWARM_BYTES_PER_CORE_SECOND
+    else:  # downloads store one file per server
+        need = 2 * max(sizes)
+    avail = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) << 10
+    free = shutil.disk_usage(args.data_dir).free
+    gib = 1 << 30
+    need = -(-need // gib) * gib  # whole GiB
+    return max(0, min(need, PREWARM_CAP, avail // 2, free // 2))
+
+
+def prewarm(data_dir: Path, nbytes: int) -> None:
+    """Writes and removes NBYTES in DATA_DIR. On a virtual machine, memory the guest has never touched costs a
+    fault in the host the first time; tmpfs runs that store gigabytes would measure that instead of the servers.
+    Pages freed after a run are reused by the next, so covering the largest single run is enough."""
+    progress(f"prewarming {human(nbytes)} of {data_dir}")
     block = os.urandom(1 << 20)
     path = data_dir / "ferry-bench-prewarm"
     try:
         with open(path, "wb") as f:
-            for _ in range(gib << 10):
+            for _ in range(nbytes >> 20):
                 f.write(block)
     finally:
         path.unlink(missing_ok=True)
@@ -357,75 +489,180 @@ def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def main() -> None:
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) >> 20
+    return f"{os.cpu_count()} cores ({model}), {mem} GiB RAM, Linux {os.uname().release}; wrk on the same cores"
+
+
+def versions(ctx: Context) -> dict:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except OSError:
+            return "?"
+        line = ((out.stdout or out.stderr).strip().splitlines() or ["?"])[0]
+        return re.sub(r"^nginx version: | Copyright.*$", "", line)
+
+    found = {"ferry": first_line([str(ctx.binary), "--version"]), "wrk version": first_line(["wrk", "--version"])}
+    if "nginx" in ctx.args.reference:
+        found["nginx"] = first_line(["nginx", "-v"])
+    if "fastapi" in ctx.args.reference:
+        found["fastapi"] = first_line([ctx.args.fastapi_python, "-c",
+                                       "import sys, fastapi, starlette, uvicorn, uvloop, httptools; "
+                                       "print(f'Python {sys.version.split()[0]}, fastapi {fastapi.__version__}, "
+                                       "starlette {starlette.__version__}, uvicorn {uvicorn.__version__} "
+                                       "(uvloop, httptools)')"])
+    return found
+
+
+def shown_command() -> str:
+    """This run's command line, with paths inside the repository made relative to it."""
+    def rel(arg: str) -> str:
+        try:
+            return str(Path(arg).resolve().relative_to(ROOT)) if os.sep in arg else arg
+        except ValueError:
+            return arg
+    return shlex.join(["python3", "wrk/bench.py", *map(rel, sys.argv[1:])])
+
+
+# --- main ------------------------------------------------------------------------------------------------------
+
+
+def parse_args():
     cores = os.cpu_count() or 1
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin", type=Path, metavar="PATH", help="the ferry binary to run; skips the build")
+    p.add_argument("--no-build", action="store_true",
+                   help="run target/release/ferry as it is, without `cargo build --release` first")
+    p.add_argument("--spec", type=Path, metavar="FILE",
+                   help="read the endpoints from this OpenAPI document instead of `<binary> openapi`")
+    p.add_argument("--list", action="store_true", help="print the endpoints and the servers each runs on, then exit")
     p.add_argument("--data-dir", type=Path, default=Path("/dev/shm"), help="where servers keep files (default /dev/shm)")
     p.add_argument("--connections", "-c", type=int, default=100)
     p.add_argument("--threads", "-t", type=int, default=cores)
-    p.add_argument("--duration", "-d", type=int, default=10, help="seconds per endpoint")
+    p.add_argument("--duration", "-d", type=int, default=10, help="seconds per wrk run (default 10)")
     p.add_argument("--size", type=parse_size, default=256 << 10, help="file size (default 256KiB)")
     p.add_argument("--sizes", help="comma-separated sizes for a sweep, e.g. 4KiB,256KiB,16MiB")
-    p.add_argument("--workers", default=f"1,{cores}", help=f"server worker counts to run (default 1,{cores})")
-    p.add_argument("--only", help="regex over 'upload/<path>' and 'download/<path>'")
-    p.add_argument("--reference", choices=["nginx"], help="also run nginx on the same fixture and report ratios")
+    p.add_argument("--workers", default=f"1,{cores}",
+                   help=f"comma-separated server worker counts (default 1,{cores}); references get the same count")
+    p.add_argument("--only", help="regex searched in 'upload/<strategy>' and 'download/<strategy>'")
+    p.add_argument("--reference", action="append", default=[], metavar="NAME[,NAME]",
+                   help="also measure each endpoint on: fastapi (wrk/fastapi_app.py under uvicorn, same path), "
+                        "nginx (WebDAV PUT / static sendfile); repeat or comma-separate for both")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="measure every endpoint N times, servers interleaved (ferry, fastapi, nginx, then again); "
+                        "tables show the median and the min-max spread")
+    p.add_argument("--fastapi-python", default=sys.executable, metavar="PYTHON",
+                   help="interpreter with wrk/requirements-fastapi.txt installed (default: this one)")
     p.add_argument("--fsync", action="store_true", help="run ferry with --fsync true (default false, as nginx)")
     p.add_argument("--fsync-cost", action="store_true", help="add the cost of --fsync true on a disk as its own rows")
-    p.add_argument("--prewarm", type=int, default=None, metavar="GIB",
-                   help="write and remove this much in the data dir first (default 8 on tmpfs, 0 elsewhere)")
-    p.add_argument("--out", type=Path, default=HERE / "results")
-    p.add_argument("--no-build", action="store_true")
+    p.add_argument("--prewarm", default="auto", metavar="auto|GIB",
+                   help="write and remove this much in the data dir first: on a VM, memory the guest touches for "
+                        "the first time costs a host page fault, which tmpfs runs storing gigabytes would measure. "
+                        "auto (default): on tmpfs only, as much as one run could store (duration x cores x "
+                        "0.5 GiB/s; downloads only: twice the largest file), capped at 8 GiB and half the free "
+                        "memory; 0 elsewhere")
+    p.add_argument("--out", type=Path, help="results directory (default wrk/results/runs/<timestamp>/, gitignored)")
     args = p.parse_args()
-    if args.reference == "nginx" and not shutil.which("nginx"):
+    args.reference = [r.strip() for item in args.reference for r in item.split(",") if r.strip()]
+    bad = [r for r in args.reference if r not in REFERENCES]
+    if bad:
+        p.error(f"unknown --reference {', '.join(bad)} (known: {', '.join(REFERENCES)})")
+    args.reference = [r for r in REFERENCES if r in args.reference]  # fastapi before nginx, once each
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    if args.prewarm != "auto" and not re.fullmatch(r"\d+", args.prewarm):
+        p.error("--prewarm takes auto or a whole number of GiB")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.bin:
+        binary = args.bin.resolve()
+    else:
+        binary = DEFAULT_BINARY
+        if not args.no_build and not (args.list and args.spec):
+            progress("building release ferry")
+            subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not args.spec and not binary.is_file():
+        sys.exit(f"no ferry binary at {binary} (build it, or give --bin)")
+    try:
+        spec = json.loads(args.spec.read_text()) if args.spec else load_spec(binary)
+        endpoints = endpoints_from_spec(spec)
+    except (SpecError, json.JSONDecodeError) as e:
+        sys.exit(f"reading the endpoints from the spec: {e}")
+    raw_upload = next((e for e in endpoints if e.kind == "upload" and e.body == "raw"), None)
+    if args.only:
+        endpoints = [e for e in endpoints if re.search(args.only, e.name)]
+    ctx = Context(args, binary, endpoints, raw_upload)
+    if "fastapi" in args.reference:
+        ctx.twins = fastapi_routes(args.fastapi_python)
+    if args.list:
+        for e in endpoints:
+            print(f"{e.name:50} {e.body:9} {', '.join(servers_for(ctx, e)):22} {e.streamed}")
+        return
+    if not endpoints:
+        sys.exit(f"--only {args.only!r} matches no endpoint")
+    if any(e.kind == "download" for e in endpoints) and not raw_upload:
+        sys.exit("the spec lists no raw upload to store the downloads' fixture with")
+    if "nginx" in args.reference and not shutil.which("nginx"):
         sys.exit("--reference nginx needs nginx (apt-get install nginx-light)")
     if not shutil.which("wrk"):
         sys.exit("needs wrk (apt-get install wrk)")
-    if not args.no_build:
-        progress("building release ferry")
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+
     sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else [args.size]
     worker_counts = [int(w) for w in args.workers.split(",")]
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    warm = args.prewarm if args.prewarm is not None else (8 if disk_kind(args.data_dir) == "tmpfs" else 0)
+    warm = prewarm_bytes(args, endpoints, sizes) if args.prewarm == "auto" else int(args.prewarm) << 30
     if warm:
         prewarm(args.data_dir, warm)
+    out_dir = args.out or HERE / "results" / "runs" / time.strftime("%Y%m%d-%H%M%S")
 
-    rows: list[Row] = []
+    runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="ferry-fixture-") as tmp:
         for size in sizes:
             fixture = Path(tmp) / f"fixture-{size}.bin"
             fixture.write_bytes(os.urandom(size))
             multipart, json_body = postdata.make(str(fixture))
             bodies = {"raw": fixture, "multipart": Path(multipart), "json": Path(json_body)}
-            steps = [(w, label, thunk) for w in worker_counts for label, thunk in plan(args, size, w, fixture, bodies)]
-            for i, (workers, label, thunk) in enumerate(steps, 1):
-                progress(f"[{i}/{len(steps)}] {human(size)} workers={workers} {label} ({args.duration}s)")
-                row = thunk()
-                progress(f"    {row.rps:,.0f} req/s, p99 {row.p99_ms:.1f} ms, peak RSS {row.peak_rss_mib:.0f} MiB"
-                         + (f", {row.errors} errors" if row.errors else ""))
-                rows.append(row)
-            if args.fsync_cost:
-                rows += fsync_cost(args, size, bodies, rows)
-    add_ratios(rows)
+            steps = [(w, e, rnd, server) for w in worker_counts for e in endpoints
+                     for rnd in range(1, args.repeat + 1) for server in servers_for(ctx, e)]
+            for i, (workers, e, rnd, server) in enumerate(steps, 1):
+                progress(f"[{i}/{len(steps)}] {human(size)} workers={workers} {e.name} "
+                         f"round {rnd}/{args.repeat} {server} ({args.duration}s)")
+                run = measure_one(ctx, e, server, workers, size, rnd, fixture, bodies)
+                progress(f"    {run.rps:,.0f} req/s, p99 {run.p99_ms:.1f} ms, peak RSS {run.peak_rss_mib:.0f} MiB"
+                         + (f", {run.errors} errors" if run.errors else ""))
+                runs.append(run)
+            if args.fsync_cost and any(e.kind == "upload" and e.body == "raw" for e in endpoints):
+                runs += fsync_cost(ctx, size, bodies, runs)
+
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": shown_command(),
         "machine": machine(),
+        "versions": versions(ctx),
         "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration}s --latency",
         "data_dir": f"{args.data_dir} ({disk_kind(args.data_dir)})",
+        "prewarm": human(warm) if warm else "none",
         "fsync": args.fsync,
+        "repeat": args.repeat,
+        "references": args.reference,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
-    (args.out / "results.md").write_text(report.markdown(meta, rows))
-    (args.out / "chart.svg").write_text(report.svg(rows, sizes[0], max(worker_counts)))
-    progress(f"wrote {args.out}/results.md, results.json, chart.svg")
-
-
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")
-    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) >> 20
-    return f"{os.cpu_count()} cores ({model}), {mem} GiB RAM, Linux {os.uname().release}; wrk on the same cores"
+    summaries = report.summarize(runs, endpoints)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps({
+        "meta": meta,
+        "endpoints": [asdict(e) for e in endpoints],
+        "summary": summaries,
+        "runs": [asdict(r) for r in runs],
+    }, indent=2) + "\n")
+    (out_dir / "results.md").write_text(report.markdown(meta, summaries, runs))
+    (out_dir / "chart.svg").write_text(report.svg(summaries, meta))
+    progress(f"wrote {out_dir}/results.md, results.json, chart.svg")
 
 
 if __name__ == "__main__":
