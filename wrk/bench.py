@@ -506,6 +506,9 @@ def versions(ctx: Context) -> dict:
         return re.sub(r"^nginx version: | Copyright.*$", "", line)
 
     found = {"ferry": first_line([str(ctx.binary), "--version"]), "wrk version": first_line(["wrk", "--version"])}
+    commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = first_line(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
+    found["repository"] = f"commit {commit}" + (", src/ or Cargo files modified" if dirty != "?" and dirty else "")
     if "nginx" in ctx.args.reference:
         found["nginx"] = first_line(["nginx", "-v"])
     if "fastapi" in ctx.args.reference:
