@@ -508,7 +508,7 @@ def versions(ctx: Context) -> dict:
     found = {"ferry": first_line([str(ctx.binary), "--version"]), "wrk version": first_line(["wrk", "--version"])}
     commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = first_line(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
-    found["repository"] = f"commit {commit}" + (", src/ or Cargo files modified" if dirty != "?" and dirty else "")
+    found["repository at run time"] = f"commit {commit}" + (", src/ or Cargo files modified" if dirty != "?" and dirty else "")
     if "nginx" in ctx.args.reference:
         found["nginx"] = first_line(["nginx", "-v"])
     if "fastapi" in ctx.args.reference:
