@@ -339,6 +339,7 @@ class Run:
     errors: int = 0
     peak_rss_mib: float = 0.0
     cpu_s: float = 0.0
+    load: float = 0.0  # the machine's 1-minute load average when the run ended (wrk and the server add about 2)
     note: str = ""
 
 
@@ -374,6 +375,7 @@ def measure(run: Run, server: Server, args, url: str, script: str, script_args: 
     run.requests, run.rps = result["requests"], result["rps"]
     run.avg_latency_ms, run.p99_ms, run.errors = result["avg_latency_ms"], result["p99_ms"], result["errors"]
     run.peak_rss_mib, run.cpu_s = round(peak, 1), round(cpu_after - cpu_before, 2)
+    run.load = float(Path("/proc/loadavg").read_text().split()[0])
     if result["stderr"]:
         run.note = result["stderr"].splitlines()[0][:120]
     return run
@@ -508,7 +510,8 @@ def versions(ctx: Context) -> dict:
     found = {"ferry": first_line([str(ctx.binary), "--version"]), "wrk version": first_line(["wrk", "--version"])}
     commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = first_line(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
-    found["repository at run time"] = f"commit {commit}" + (", src/ or Cargo files modified" if dirty != "?" and dirty else "")
+    modified = ", src/ or Cargo files modified" if dirty != "?" and dirty else ""
+    found["repository at run time"] = f"commit {commit}{modified}"
     if "nginx" in ctx.args.reference:
         found["nginx"] = first_line(["nginx", "-v"])
     if "fastapi" in ctx.args.reference:

@@ -122,6 +122,9 @@ def markdown(meta: dict, summaries: list[dict], runs) -> str:
         *(f"- {name}: {version}" for name, version in meta["versions"].items()),
         f"- wrk: `{meta['wrk']}`; data dir: {meta['data_dir']} (prewarmed: {meta['prewarm']}); "
         f"ferry `--fsync {str(meta['fsync']).lower()}`",
+        f"- load average (1 min) at the end of the runs: median {statistics.median(r.load for r in runs):.1f}, "
+        f"highest {max(r.load for r in runs):.1f}; wrk and the server under test account for about 2 of it"
+        if runs and any(getattr(r, "load", 0) for r in runs) else "- load average: not recorded",
         f"- {plural(n, 'round')}: in each, every endpoint ran on " + ", then ".join(
             SERVER_LABELS[s] for s in ["ferry", *refs]) + ", each on a fresh server and data directory.",
         "",
@@ -166,13 +169,14 @@ def markdown(meta: dict, summaries: list[dict], runs) -> str:
             out.append(f"| `upload/{mine[0].strategy}` | {note} | {st['runs']} | {rps_cell(st)} |")
         out.append("")
     out += ["## every run", "",
-            "| size | workers | endpoint | round | server | req/s | avg latency | p99 | peak RSS | CPU s | errors | note |",
-            "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+            "| size | workers | endpoint | round | server | req/s | avg latency | p99 | peak RSS | CPU s | load | errors | note |",
+            "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         target = "" if r.server != "nginx" else f" ({r.target})"
         out.append(f"| {size_label(r.size)} | {r.workers} | `{r.kind}/{r.strategy}` | {r.round} | "
                    f"{SERVER_LABELS[r.server]}{target} | {r.rps:,.0f} | {r.avg_latency_ms:.2f} ms | {r.p99_ms:.2f} ms | "
-                   f"{r.peak_rss_mib:.0f} MiB | {r.cpu_s:.1f} | {r.errors} | {escape(r.note)} |")
+                   f"{r.peak_rss_mib:.0f} MiB | {r.cpu_s:.1f} | {getattr(r, 'load', 0):.1f} | {r.errors} | "
+                   f"{escape(r.note)} |")
     out.append("")
     return "\n".join(out)
 
