@@ -80,5 +80,8 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 }
 
 fn secs(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string().replace("s", " s")
+    match duration.subsec_millis() {
+        0 => format!("{} s", duration.as_secs()),
+        _ => format!("{:.1} s", duration.as_secs_f64()),
+    }
 }

@@ -37,6 +37,10 @@ pub struct Application {
 
 impl Application {
     pub fn build(config: &Config) -> Result<Application, StartupError> {
+        // the address first: a ferry that cannot listen must not touch the data directory (its startup sweep
+        // would remove the uploads in progress of the ferry that holds the address)
+        let listener = std::net::TcpListener::bind(config.addr).map_err(|err| listen_error(config.addr, &err))?;
+        let addr = listener.local_addr().map_err(|err| listen_error(config.addr, &err))?;
         let storage = Storage::open(&config.data_dir, config.fsync)
             .map_err(|err| StartupError(format!("cannot use data directory {}: {err}", config.data_dir.display())))?;
         let limits = config.limits();
@@ -44,8 +48,6 @@ impl Application {
         let spec = openapi::spec(&limits);
         let known = web::Data::new(KnownRoutes::from_spec(&spec));
         let state = web::Data::new(AppState { storage, limits, cache });
-        let listener = std::net::TcpListener::bind(config.addr).map_err(|err| listen_error(config.addr, &err))?;
-        let addr = listener.local_addr().map_err(|err| listen_error(config.addr, &err))?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

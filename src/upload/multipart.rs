@@ -56,8 +56,8 @@ pub(super) async fn receive(upload: &Upload<'_>, body: Body, whole: bool) -> Res
     sink.commit(described).await
 }
 
-/// Lets actix-multipart's `MultipartForm<TempFile>` spool the part into `<data>/tmp/` (see `TempFileConfig` in
-/// startup), then adopts that file.
+/// Lets actix-multipart's `MultipartForm<TempFile>` spool the part into `<data>/tmp/` (see
+/// [`super::extractor_config`]), then adopts that file.
 pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<StoredFile, AppError> {
     #[derive(actix_multipart::form::MultipartForm)]
     #[multipart(duplicate_field = "deny")]

@@ -2,8 +2,12 @@
 
 use ferry::{download::Reader, storage::StoredFile, upload::Strategy};
 use reqwest::header::HeaderMap;
+use rstest_reuse::apply;
 
-use crate::helpers::{TestApp, pattern, spawn_app};
+use crate::{
+    each_download,
+    helpers::{TestApp, pattern, spawn_app},
+};
 
 /// The headers that must not depend on the strategy.
 const SHARED: [&str; 8] = [
@@ -63,23 +67,21 @@ async fn every_strategy_sends_the_whole_file_with_identical_headers() {
     assert_eq!(seen[0].1[6].1.as_deref(), Some(format!("sha-256=:{digest}:").as_str()));
 }
 
-#[tokio::test]
-async fn head_has_the_get_headers_and_no_body() {
+#[apply(each_download)]
+async fn head_has_the_get_headers_and_no_body(reader: Reader) {
     let app = spawn_app().await;
     let (file, _) = fixture(&app).await;
     let id = file.id.to_string();
-    for reader in Reader::ALL {
-        let res = app.client.head(app.url(&reader.path(&id))).send().await.unwrap();
-        assert_eq!(res.status(), 200, "{reader:?}");
-        let head = shared(res.headers());
-        assert!(res.bytes().await.unwrap().is_empty());
-        let (_, get_headers, _) = get(&app, reader, &id, &[]).await;
-        assert_eq!(head, shared(&get_headers), "{reader:?}");
-    }
+    let res = app.client.head(app.url(&reader.path(&id))).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{reader:?}");
+    let head = shared(res.headers());
+    assert!(res.bytes().await.unwrap().is_empty());
+    let (_, get_headers, _) = get(&app, reader, &id, &[]).await;
+    assert_eq!(head, shared(&get_headers), "{reader:?}");
 }
 
-#[tokio::test]
-async fn single_ranges_are_served_and_clamped() {
+#[apply(each_download)]
+async fn single_ranges_are_served_and_clamped(reader: Reader) {
     let app = spawn_app().await;
     let (file, bytes) = fixture(&app).await;
     let (id, size) = (file.id.to_string(), bytes.len());
@@ -90,78 +92,70 @@ async fn single_ranges_are_served_and_clamped() {
         ("bytes=299990-400000", 299_990, size - 1),
         ("bytes=1000-263143", 1000, 263_143),
     ];
-    for reader in Reader::ALL {
-        for (range, first, last) in cases {
-            let (status, headers, body) = get(&app, reader, &id, &[("range", range)]).await;
-            assert_eq!(status, 206, "{reader:?} {range}");
-            assert_eq!(headers["content-range"], format!("bytes {first}-{last}/{size}").as_str(), "{reader:?} {range}");
-            assert_eq!(headers["content-length"], (last - first + 1).to_string().as_str());
-            assert!(body == bytes[first..=last], "{reader:?} {range}: wrong bytes");
-        }
+    for (range, first, last) in cases {
+        let (status, headers, body) = get(&app, reader, &id, &[("range", range)]).await;
+        assert_eq!(status, 206, "{reader:?} {range}");
+        assert_eq!(headers["content-range"], format!("bytes {first}-{last}/{size}").as_str(), "{reader:?} {range}");
+        assert_eq!(headers["content-length"], (last - first + 1).to_string().as_str());
+        assert!(body == bytes[first..=last], "{reader:?} {range}: wrong bytes");
     }
 }
 
-#[tokio::test]
-async fn unsatisfiable_ranges_get_416_and_garbage_ranges_the_whole_file() {
+#[apply(each_download)]
+async fn unsatisfiable_ranges_get_416_and_garbage_ranges_the_whole_file(reader: Reader) {
     let app = spawn_app().await;
     let (file, bytes) = fixture(&app).await;
     let id = file.id.to_string();
-    for reader in Reader::ALL {
-        let (status, headers, body) = get(&app, reader, &id, &[("range", "bytes=300000-")]).await;
-        assert_eq!(status, 416, "{reader:?}");
-        assert_eq!(headers["content-range"], "bytes */300000");
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"], "range_not_satisfiable");
+    let (status, headers, body) = get(&app, reader, &id, &[("range", "bytes=300000-")]).await;
+    assert_eq!(status, 416, "{reader:?}");
+    assert_eq!(headers["content-range"], "bytes */300000");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"], "range_not_satisfiable");
 
-        for garbage in ["bytes=abc", "lines=0-1", "bytes=5-4", "bytes=0-1,5-6"] {
-            let (status, _, body) = get(&app, reader, &id, &[("range", garbage)]).await;
-            assert_eq!(status, 200, "{reader:?} {garbage}");
-            assert_eq!(body.len(), bytes.len());
-        }
+    for garbage in ["bytes=abc", "lines=0-1", "bytes=5-4", "bytes=0-1,5-6"] {
+        let (status, _, body) = get(&app, reader, &id, &[("range", garbage)]).await;
+        assert_eq!(status, 200, "{reader:?} {garbage}");
+        assert_eq!(body.len(), bytes.len());
     }
 }
 
-#[tokio::test]
-async fn conditional_requests_get_304() {
+#[apply(each_download)]
+async fn conditional_requests_get_304(reader: Reader) {
     let app = spawn_app().await;
     let (file, _) = fixture(&app).await;
     let id = file.id.to_string();
     let etag = format!("\"{}\"", file.sha256);
     let (_, headers, _) = get(&app, Reader::SyncRead, &id, &[]).await;
     let last_modified = headers["last-modified"].to_str().unwrap().to_owned();
-    for reader in Reader::ALL {
-        for inm in [etag.as_str(), "\"other\", W/\"x\", ".to_owned().leak(), "*"] {
-            let inm = if inm.ends_with(", ") { format!("{inm}{etag}") } else { inm.to_owned() };
-            let (status, headers, body) = get(&app, reader, &id, &[("if-none-match", &inm)]).await;
-            assert_eq!(status, 304, "{reader:?} {inm}");
-            assert!(body.is_empty());
-            assert_eq!(headers["etag"], etag.as_str());
-        }
-        let (status, _, _) = get(&app, reader, &id, &[("if-none-match", "\"stale\"")]).await;
-        assert_eq!(status, 200, "{reader:?}");
-        let (status, _, _) = get(&app, reader, &id, &[("if-modified-since", &last_modified)]).await;
-        assert_eq!(status, 304, "{reader:?}");
-        let (status, _, _) = get(&app, reader, &id, &[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")]).await;
-        assert_eq!(status, 200, "{reader:?}");
+    for inm in [etag.as_str(), "\"other\", W/\"x\", ".to_owned().leak(), "*"] {
+        let inm = if inm.ends_with(", ") { format!("{inm}{etag}") } else { inm.to_owned() };
+        let (status, headers, body) = get(&app, reader, &id, &[("if-none-match", &inm)]).await;
+        assert_eq!(status, 304, "{reader:?} {inm}");
+        assert!(body.is_empty());
+        assert_eq!(headers["etag"], etag.as_str());
     }
+    let (status, _, _) = get(&app, reader, &id, &[("if-none-match", "\"stale\"")]).await;
+    assert_eq!(status, 200, "{reader:?}");
+    let (status, _, _) = get(&app, reader, &id, &[("if-modified-since", &last_modified)]).await;
+    assert_eq!(status, 304, "{reader:?}");
+    let (status, _, _) = get(&app, reader, &id, &[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")]).await;
+    assert_eq!(status, 200, "{reader:?}");
 }
 
-#[tokio::test]
-async fn if_range_honours_the_range_only_while_the_validator_matches() {
+#[apply(each_download)]
+async fn if_range_honours_the_range_only_while_the_validator_matches(reader: Reader) {
     let app = spawn_app().await;
     let (file, bytes) = fixture(&app).await;
     let id = file.id.to_string();
     let etag = format!("\"{}\"", file.sha256);
     let (_, headers, _) = get(&app, Reader::SyncRead, &id, &[]).await;
     let last_modified = headers["last-modified"].to_str().unwrap().to_owned();
-    for reader in Reader::ALL {
-        for validator in [etag.as_str(), last_modified.as_str()] {
-            let (status, _, body) = get(&app, reader, &id, &[("range", "bytes=0-9"), ("if-range", validator)]).await;
-            assert_eq!((status, body.len()), (206, 10), "{reader:?} {validator}");
-        }
-        for stale in ["\"0000\"", "Sat, 01 Jan 2000 00:00:00 GMT", "W/\"weak\""] {
-            let (status, _, body) = get(&app, reader, &id, &[("range", "bytes=0-9"), ("if-range", stale)]).await;
-            assert_eq!((status, body.len()), (200, bytes.len()), "{reader:?} {stale}");
-        }
+    for validator in [etag.as_str(), last_modified.as_str()] {
+        let (status, _, body) = get(&app, reader, &id, &[("range", "bytes=0-9"), ("if-range", validator)]).await;
+        assert_eq!((status, body.len()), (206, 10), "{reader:?} {validator}");
+    }
+    for stale in ["\"0000\"", "Sat, 01 Jan 2000 00:00:00 GMT", "W/\"weak\""] {
+        let (status, _, body) = get(&app, reader, &id, &[("range", "bytes=0-9"), ("if-range", stale)]).await;
+        assert_eq!((status, body.len()), (200, bytes.len()), "{reader:?} {stale}");
     }
 }
 

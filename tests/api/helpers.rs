@@ -146,15 +146,22 @@ impl TestApp {
     /// Waits until `<data>/tmp/` is empty (cleanup after a dropped request runs when the server notices),
     /// returning what is still there when it never gets empty.
     pub async fn tmp_settles_empty(&self) -> Vec<String> {
-        let mut left = names_in(&self.tmp_dir());
-        for _ in 0..100 {
-            if left.is_empty() {
-                break;
+        eventually(|| names_in(&self.tmp_dir()).is_empty()).await;
+        names_in(&self.tmp_dir())
+    }
+
+    /// Sends a request by hand and returns every response the connection gave before closing.
+    pub async fn exchange(&self, request: &[u8]) -> String {
+        let mut stream = self.raw().await;
+        send_all(&mut stream, request).await;
+        let mut all = String::new();
+        loop {
+            let response = read_response(&mut stream, Duration::from_secs(3)).await;
+            if response.is_empty() {
+                return all;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            left = names_in(&self.tmp_dir());
+            all += &response;
         }
-        left
     }
 
     /// Opens a raw connection, for what HTTP clients will not send.
@@ -236,20 +243,27 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Reads a whole HTTP response from a raw connection (until the server closes it or `limit` passes).
+/// Waits until `check` holds, up to 10 s; returns whether it did.
+pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+/// Reads one whole HTTP response from a raw connection, as its framing says (Content-Length, chunked, or
+/// until close), or what came before the server closed it or `limit` passed.
 pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> String {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(limit, async {
         let mut chunk = [0; 4096];
-        loop {
+        while !response_complete(&buf) {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    if response_complete(&buf) {
-                        break;
-                    }
-                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
     })
@@ -257,15 +271,53 @@ pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Headers ended and the Content-Length body is in.
+/// Whether `buf` holds a whole response: its head parses and its body is in, by the head's framing.
 fn response_complete(buf: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(buf);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
-    let len = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
-    body.len() >= len
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = response.parse(buf) else { return false };
+    let header = |name: &str| {
+        response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value))
+    };
+    let body = &buf[head_len..];
+    let no_body = matches!(response.code, Some(100..=199 | 204 | 304));
+    if no_body {
+        true
+    } else if header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
+        chunked_complete(body)
+    } else {
+        header("content-length").and_then(|len| len.trim().parse().ok()).is_some_and(|len: usize| body.len() >= len)
+    }
+}
+
+/// Whether a chunked body has reached its last chunk and the blank line after it.
+fn chunked_complete(mut body: &[u8]) -> bool {
+    loop {
+        match httparse::parse_chunk_size(body) {
+            Ok(httparse::Status::Complete((head, 0))) => return body[head..].windows(2).any(|w| w == b"\r\n"),
+            Ok(httparse::Status::Complete((head, size))) => {
+                let Some(rest) = body.get(head + size as usize + 2..) else { return false };
+                body = rest;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// The `file` part's headers in hand-made multipart bodies.
+pub const FILE_HEADER: &str = "Content-Disposition: form-data; name=\"file\"; filename=\"a.bin\"";
+
+/// The one builder of hand-made multipart bodies (boundary `XyZ`, as [`TestApp::multipart_request`] declares):
+/// each `(headers, content)` becomes a part, and the closing delimiter follows.
+pub fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (headers, content) in parts {
+        body.extend_from_slice(format!("--XyZ\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XyZ--\r\n");
+    body
 }
 
 /// Request head for an upload sent by hand.
@@ -289,6 +341,7 @@ pub fn body_prefix(strategy: Strategy) -> &'static [u8] {
     match strategy {
         Strategy::StreamMemoryWrite | Strategy::StreamDiskWrite | Strategy::StreamAsyncWrite => b"",
         Strategy::JsonBase64 => b"{\"filename\":\"a\",\"data\":\"",
+        // what `form` writes before the file's content
         _ => b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n",
     }
 }

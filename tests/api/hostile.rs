@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use ferry::{download::Reader, storage::StoredFile, upload::Strategy};
-use tokio::net::TcpStream;
 
-use crate::helpers::{MULTIPART, TestApp, pattern, read_response, send_all, sha256_hex, spawn_app};
+use crate::helpers::{FILE_HEADER, MULTIPART, TestApp, form, pattern, sha256_hex, spawn_app};
 
 /// Posts a hand-made multipart body (boundary `XyZ`), sent as the given chunks; returns status and JSON body.
 async fn post_multipart(app: &TestApp, strategy: Strategy, chunks: Vec<Vec<u8>>) -> (u16, serde_json::Value) {
@@ -24,10 +23,8 @@ async fn post_multipart(app: &TestApp, strategy: Strategy, chunks: Vec<Vec<u8>>)
 }
 
 fn part(headers: &str, content: &[u8]) -> Vec<u8> {
-    [format!("--XyZ\r\n{headers}\r\n\r\n").as_bytes(), content, b"\r\n--XyZ--\r\n"].concat()
+    form(&[(headers, content)])
 }
-
-const FILE_HEADER: &str = "Content-Disposition: form-data; name=\"file\"; filename=\"a.bin\"";
 
 #[tokio::test]
 async fn a_boundary_split_across_one_byte_reads_still_parses() {
@@ -76,20 +73,6 @@ async fn huge_part_headers_and_too_many_part_headers_are_refused() {
     assert!(app.stored_names().is_empty());
 }
 
-/// Sends a request by hand and returns every response the connection gave before closing.
-async fn exchange(app: &TestApp, request: &str) -> String {
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    send_all(&mut stream, request.as_bytes()).await;
-    let mut all = String::new();
-    loop {
-        let response = read_response(&mut stream, Duration::from_secs(3)).await;
-        if response.is_empty() {
-            return all;
-        }
-        all += &response;
-    }
-}
-
 #[tokio::test]
 async fn request_smuggling_shapes_are_refused() {
     let app = spawn_app().await;
@@ -106,7 +89,7 @@ async fn request_smuggling_shapes_are_refused() {
         format!("POST {path} HTTP/1.1\r\nHost: ferry\r\nContent-Length: 5, 40\r\n\r\nhello{smuggle}"),
     ];
     for request in cases {
-        let answers = exchange(&app, &request).await;
+        let answers = app.exchange(request.as_bytes()).await;
         assert!(answers.starts_with("HTTP/1.1 400"), "{request:?} got {answers:?}");
         assert_eq!(answers.matches("HTTP/1.1 ").count(), 1, "{request:?}: the smuggled request was answered");
     }

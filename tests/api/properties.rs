@@ -5,7 +5,7 @@
 use ferry::{storage::StoredFile, upload::Strategy as Upload};
 use proptest::{prelude::*, test_runner::TestRunner};
 
-use crate::helpers::{MULTIPART, TestApp, sha256_hex, spawn_app};
+use crate::helpers::{MULTIPART, TestApp, form, sha256_hex, spawn_app};
 
 #[derive(Debug, Clone)]
 enum Mutation {
@@ -16,15 +16,12 @@ enum Mutation {
 }
 
 fn body(content: &[u8], extra_part: bool) -> Vec<u8> {
-    let mut body = Vec::new();
-    if extra_part {
-        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n");
-    }
-    body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\n");
-    body.extend_from_slice(b"Content-Type: application/octet-stream\r\n\r\n");
-    body.extend_from_slice(content);
-    body.extend_from_slice(b"\r\n--XyZ--\r\n");
-    body
+    let note = ("Content-Disposition: form-data; name=\"note\"", &b"hello"[..]);
+    let file = (
+        "Content-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\nContent-Type: application/octet-stream",
+        content,
+    );
+    if extra_part { form(&[note, file]) } else { form(&[file]) }
 }
 
 fn mutate(mut body: Vec<u8>, mutation: &Mutation) -> Vec<u8> {
