@@ -53,6 +53,9 @@ pub enum AppError {
     /// The path exists, but not with this method.
     #[error("this path does not take that method; it takes {allow}")]
     MethodNotAllowed { allow: String },
+    /// `If-Match` or `If-Unmodified-Since` does not hold for the file.
+    #[error("the file does not match the request's preconditions (If-Match, If-Unmodified-Since)")]
+    PreconditionFailed,
     /// The requested range starts past the end of the file.
     #[error("the requested range is outside the file's {size} bytes")]
     RangeNotSatisfiable { size: u64 },
@@ -131,6 +134,7 @@ impl AppError {
             AppError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            AppError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             AppError::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             AppError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             AppError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

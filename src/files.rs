@@ -1,11 +1,12 @@
 //! Listing, looking up and deleting stored files.
 
-use actix_web::{HttpResponse, delete, get, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, http::header, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
+    download::http::Representation,
     error::{AppError, ErrorBody},
     state::AppState,
     storage::{FileId, StoredFile},
@@ -66,20 +67,40 @@ async fn metadata(state: web::Data<AppState>, id: web::Path<FileId>) -> Result<w
     Ok(web::Json(StoredFile::clone(&file)))
 }
 
+/// Conditions a client can put on a delete, so that it removes only the file it has seen.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct DeletePreconditions {
+    /// The file's ETag (`"<sha256>"`, as downloads send it) or `*`: delete only if it matches (strong
+    /// comparison), else 412.
+    #[param(rename = "If-Match")]
+    pub if_match: Option<String>,
+    /// An HTTP date: delete only if the file is not newer, else 412 (ignored when If-Match is sent).
+    #[param(rename = "If-Unmodified-Since")]
+    pub if_unmodified_since: Option<String>,
+}
+
 /// Delete a file
 ///
-/// Afterwards every download strategy answers 404; downloads already under way finish.
+/// Afterwards every download strategy answers 404; downloads already under way finish. `If-Match` and
+/// `If-Unmodified-Since` make the delete conditional (RFC 9110 §13.1.1, §13.1.4).
 #[utoipa::path(
     tag = "files",
-    params(("id" = uuid::Uuid, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id"), DeletePreconditions),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such file", body = ErrorBody),
+        (status = 412, description = "A precondition does not hold (`precondition_failed`); nothing was deleted", body = ErrorBody),
     )
 )]
 #[delete("/files/{id}")]
-async fn remove(state: web::Data<AppState>, id: web::Path<FileId>) -> Result<HttpResponse, AppError> {
+async fn remove(req: HttpRequest, state: web::Data<AppState>, id: web::Path<FileId>) -> Result<HttpResponse, AppError> {
     let id = *id;
+    let file = state.storage.get(id).ok_or(AppError::NotFound)?;
+    // a file's bytes never change under its id, so what the preconditions saw is what gets deleted
+    if Representation::new(&file).preconditions(req.method(), req.headers()).is_some() {
+        return Err(AppError::PreconditionFailed);
+    }
     let storage = state.storage.clone();
     web::block(move || storage.delete(id)).await??;
     state.cache.remove(id);

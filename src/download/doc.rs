@@ -19,6 +19,12 @@ pub struct DownloadHeaders {
     /// An HTTP date: 304 unless the file is newer (ignored when If-None-Match is sent).
     #[param(rename = "If-Modified-Since")]
     pub if_modified_since: Option<String>,
+    /// The file's ETag or `*`: 412 unless it matches (strong comparison).
+    #[param(rename = "If-Match")]
+    pub if_match: Option<String>,
+    /// An HTTP date: 412 if the file is newer (ignored when If-Match is sent).
+    #[param(rename = "If-Unmodified-Since")]
+    pub if_unmodified_since: Option<String>,
     /// Honour Range only if the file still has this ETag or Last-Modified date.
     #[param(rename = "If-Range")]
     pub if_range: Option<String>,
@@ -53,6 +59,9 @@ pub enum DownloadResponses {
     /// Unknown or malformed id (`not_found`).
     #[response(status = 404, example = json!({"error": "not_found", "message": "no file with this id"}))]
     NotFound(ErrorBody),
+    /// If-Match or If-Unmodified-Since does not hold (`precondition_failed`).
+    #[response(status = 412, example = json!({"error": "precondition_failed", "message": "the file does not match the request's preconditions (If-Match, If-Unmodified-Since)"}))]
+    PreconditionFailed(ErrorBody),
     /// The range starts past the end (`range_not_satisfiable`).
     #[response(
         status = 416,

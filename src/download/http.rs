@@ -6,13 +6,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::{
     Method, StatusCode,
-    header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue, HeaderMap, HeaderValue},
+    header::{
+        self, ContentDisposition, DispositionParam, DispositionType, EntityTag, ExtendedValue, HeaderMap, HeaderValue,
+    },
 };
 use base64::Engine;
 
 use crate::storage::StoredFile;
 
-/// At most this many entity tags of an `If-None-Match` list are compared.
+/// At most this many entity tags of an `If-Match` or `If-None-Match` list are compared.
 const MAX_TAGS: usize = 64;
 
 /// The bytes to send: the whole file or one range of it.
@@ -27,6 +29,9 @@ pub struct Span {
 /// What to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// 412: `If-Match` or `If-Unmodified-Since` failed (or `If-None-Match` did, for a method other than GET
+    /// and HEAD).
+    PreconditionFailed,
     NotModified,
     Send(Span),
     Unsatisfiable,
@@ -89,19 +94,41 @@ impl<'a> Representation<'a> {
         }
     }
 
-    /// RFC 9110 §13.2.2 order: If-None-Match (else If-Modified-Since), then Range with If-Range.
+    /// The preconditions of RFC 9110 §13.2.2, in its order: If-Match (else If-Unmodified-Since), then
+    /// If-None-Match (else If-Modified-Since, for GET and HEAD). `None` means the request may proceed. DELETE
+    /// uses this directly; downloads through [`Representation::decide`].
+    pub fn preconditions(&self, method: &Method, headers: &HeaderMap) -> Option<Decision> {
+        let read = method == Method::GET || method == Method::HEAD;
+        let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+        if headers.contains_key(header::IF_MATCH) {
+            if !self.any_tag_matches(headers, header::IF_MATCH, EntityTag::strong_eq) {
+                return Some(Decision::PreconditionFailed);
+            }
+        } else if let Some(since) = text(header::IF_UNMODIFIED_SINCE).and_then(parse_http_date)
+            && self.last_modified > since
+        {
+            return Some(Decision::PreconditionFailed);
+        }
+        if headers.contains_key(header::IF_NONE_MATCH) {
+            if self.any_tag_matches(headers, header::IF_NONE_MATCH, EntityTag::weak_eq) {
+                return Some(if read { Decision::NotModified } else { Decision::PreconditionFailed });
+            }
+        } else if read
+            && let Some(since) = text(header::IF_MODIFIED_SINCE).and_then(parse_http_date)
+            && self.last_modified <= since
+        {
+            return Some(Decision::NotModified);
+        }
+        None
+    }
+
+    /// The preconditions, then Range with If-Range.
     pub fn decide(&self, method: &Method, headers: &HeaderMap) -> Decision {
         let size = self.file.size;
         let whole = Decision::Send(Span { start: 0, len: size, partial: false });
         let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-        if let Some(inm) = text(header::IF_NONE_MATCH) {
-            if self.none_match_fails(inm) {
-                return Decision::NotModified;
-            }
-        } else if let Some(since) = text(header::IF_MODIFIED_SINCE).and_then(parse_http_date)
-            && self.last_modified <= since
-        {
-            return Decision::NotModified;
+        if let Some(decision) = self.preconditions(method, headers) {
+            return decision;
         }
         // Range is defined for GET only (RFC 9110 §14.2); HEAD describes the whole file.
         let Some(range) = text(header::RANGE).filter(|_| method == Method::GET) else { return whole };
@@ -117,19 +144,33 @@ impl<'a> Representation<'a> {
         }
     }
 
-    /// Weak comparison, as If-None-Match asks for.
-    fn none_match_fails(&self, value: &str) -> bool {
-        value
-            .split(',')
+    /// Whether a list of entity tags (or `*`, which any stored file matches) names this file, compared as
+    /// `eq` does: strongly for If-Match, weakly for If-None-Match. Every line of the header counts; entity
+    /// tags are parsed by actix-web, and malformed members match nothing.
+    fn any_tag_matches(
+        &self,
+        headers: &HeaderMap,
+        name: header::HeaderName,
+        eq: fn(&EntityTag, &EntityTag) -> bool,
+    ) -> bool {
+        let own = self.entity_tag();
+        let members = headers.get_all(name).filter_map(|line| line.to_str().ok()).flat_map(|line| line.split(','));
+        members
             .map(str::trim)
             .take(MAX_TAGS)
-            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag)
+            .any(|member| member == "*" || member.parse::<EntityTag>().is_ok_and(|tag| eq(&tag, &own)))
+    }
+
+    fn entity_tag(&self) -> EntityTag {
+        EntityTag::new_strong(self.file.sha256.clone())
     }
 
     /// Strong comparison with the ETag, or exact equality with Last-Modified.
     fn if_range_matches(&self, value: &str) -> bool {
-        let value = value.trim();
-        if value.starts_with('"') { value == self.etag } else { parse_http_date(value) == Some(self.last_modified) }
+        match value.trim().parse::<EntityTag>() {
+            Ok(tag) => tag.strong_eq(&self.entity_tag()),
+            Err(_) => parse_http_date(value) == Some(self.last_modified),
+        }
     }
 
     /// Headers every answer carries (200, 206, 304), identical across strategies.
@@ -270,7 +311,12 @@ mod properties {
         fn any_conditional_headers_give_an_answer_inside_the_file(
             size in 0u64..100_000,
             headers in prop::collection::vec(
-                (prop::sample::select(vec!["range", "if-range", "if-none-match", "if-modified-since"]), "[ -~]{0,60}"),
+                (
+                    prop::sample::select(vec![
+                        "range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
+                    ]),
+                    "[ -~]{0,60}",
+                ),
                 0..6,
             ),
             head in any::<bool>(),
@@ -291,11 +337,49 @@ mod properties {
                 }
             }
             let method = if head { Method::HEAD } else { Method::GET };
-            if let Decision::Send(span) = Representation::new(&file).decide(&method, &map) {
+            let rep = Representation::new(&file);
+            let decision = rep.decide(&method, &map);
+            if let Decision::Send(span) = decision {
                 prop_assert!(span.start + span.len <= size);
                 prop_assert!(span.partial || (span.start == 0 && span.len == size));
                 prop_assert!(!(head && span.partial), "HEAD never gets a partial answer");
             }
+            // the preconditions decide first, and the same way for every method that reads
+            if let Some(first) = rep.preconditions(&method, &map) {
+                prop_assert_eq!(decision, first);
+            }
+            if !map.contains_key("if-match") && !map.contains_key("if-unmodified-since") {
+                prop_assert_ne!(decision, Decision::PreconditionFailed, "only If-Match and If-Unmodified-Since fail a read");
+            }
+        }
+
+        #[test]
+        fn if_match_passes_exactly_when_it_names_the_file(
+            tags in prop::collection::vec("(W/)?\"[a-f0-9]{0,4}\"", 0..4),
+            include_own in any::<bool>(),
+            weak_own in any::<bool>(),
+            delete in any::<bool>(),
+        ) {
+            let file = StoredFile {
+                id: FileId::new(),
+                filename: "f".into(),
+                size: 10,
+                sha256: "ab".repeat(32),
+                content_type: "application/octet-stream".into(),
+                strategy: "test".into(),
+                created_at: SystemTime::now(),
+            };
+            let own = format!("{}\"{}\"", if weak_own { "W/" } else { "" }, file.sha256);
+            let mut list = tags.clone();
+            if include_own {
+                list.push(own);
+            }
+            let mut map = HeaderMap::new();
+            map.insert(header::IF_MATCH, HeaderValue::from_str(&list.join(", ")).unwrap());
+            let method = if delete { Method::DELETE } else { Method::GET };
+            let passes = Representation::new(&file).preconditions(&method, &map).is_none();
+            // If-Match compares strongly: a weak tag never matches (RFC 9110 §13.1.1)
+            prop_assert_eq!(passes, include_own && !weak_own);
         }
     }
 }

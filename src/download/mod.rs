@@ -146,6 +146,7 @@ async fn serve(
     let file = state.storage.get(id).ok_or(AppError::NotFound)?;
     let rep = Representation::new(&file);
     let span = match rep.decide(req.method(), req.headers()) {
+        Decision::PreconditionFailed => return Err(AppError::PreconditionFailed),
         Decision::NotModified => return Ok(with_headers(HttpResponse::NotModified().finish(), &rep, None)),
         Decision::Unsatisfiable => return Err(AppError::RangeNotSatisfiable { size: file.size }),
         Decision::Send(span) => span,

@@ -197,3 +197,40 @@ async fn an_empty_file_downloads_as_an_empty_200() {
         assert_eq!(status, 416, "{reader:?}");
     }
 }
+
+#[apply(each_download)]
+async fn if_match_and_if_unmodified_since_fail_with_412_unless_they_hold(reader: Reader) {
+    let app = spawn_app().await;
+    let (file, bytes) = fixture(&app).await;
+    let id = file.id.to_string();
+    let etag = format!("\"{}\"", file.sha256);
+    let (_, headers, _) = get(&app, reader, &id, &[]).await;
+    let last_modified = headers["last-modified"].to_str().unwrap().to_owned();
+    let passing = [
+        ("if-match", etag.clone()),
+        ("if-match", format!("\"other\", {etag}")),
+        ("if-match", "*".to_owned()),
+        ("if-unmodified-since", last_modified.clone()),
+        ("if-unmodified-since", "Fri, 01 Jan 2100 00:00:00 GMT".to_owned()),
+    ];
+    for (name, value) in &passing {
+        let (status, _, body) = get(&app, reader, &id, &[(name, value)]).await;
+        assert_eq!(status, 200, "{reader:?} {name}: {value}");
+        assert!(body == bytes, "{reader:?} {name}: {value}");
+    }
+    let failing = [
+        ("if-match", "\"other\"".to_owned()),
+        // If-Match compares strongly
+        ("if-match", format!("W/{etag}")),
+        ("if-unmodified-since", "Sat, 01 Jan 2000 00:00:00 GMT".to_owned()),
+    ];
+    for (name, value) in &failing {
+        let (status, _, body) = get(&app, reader, &id, &[(name, value), ("range", "bytes=0-9")]).await;
+        assert_eq!(status, 412, "{reader:?} {name}: {value}");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "precondition_failed", "{reader:?}");
+    }
+    // If-Match wins over If-Unmodified-Since (RFC 9110 §13.2.2)
+    let both = [("if-match", etag.as_str()), ("if-unmodified-since", "Sat, 01 Jan 2000 00:00:00 GMT")];
+    assert_eq!(get(&app, reader, &id, &both).await.0, 200, "{reader:?}");
+}

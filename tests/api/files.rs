@@ -129,3 +129,21 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
         assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "method_not_allowed");
     }
 }
+
+#[tokio::test]
+async fn a_conditional_delete_removes_only_the_file_the_client_has_seen() {
+    let app = spawn_app().await;
+    let file = app.store(b"seen").await;
+    let url = app.url(&format!("/files/{}", file.id));
+    let etag = format!("\"{}\"", file.sha256);
+    for (name, value) in [("if-match", "\"something else\""), ("if-unmodified-since", "Sat, 01 Jan 2000 00:00:00 GMT")]
+    {
+        let res = app.client.delete(&url).header(name, value).send().await.unwrap();
+        assert_eq!(res.status(), 412, "{name}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "precondition_failed");
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200, "{name}: nothing was deleted");
+    }
+    let res = app.client.delete(&url).header("if-match", &etag).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 404);
+}
