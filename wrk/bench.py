@@ -619,6 +619,9 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("needs wrk (apt-get install wrk)")
 
+    load = float(Path("/proc/loadavg").read_text().split()[0])
+    if load > 0.5 * (os.cpu_count() or 1):
+        progress(f"warning: load average {load:.1f} on {os.cpu_count()} cores; other work will show in the figures")
     sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else [args.size]
     worker_counts = [int(w) for w in args.workers.split(",")]
     args.data_dir.mkdir(parents=True, exist_ok=True)
