@@ -84,6 +84,21 @@ pub struct Config {
     /// Files larger than this are streamed by `download/cached` instead of being cached.
     #[arg(long, env = "FERRY_CACHE_MAX_FILE_BYTES", default_value = "8MiB", value_parser = parse_size)]
     pub cache_max_file_bytes: u64,
+
+    /// Every request's head (request line and headers) must arrive within this, e.g. `10s`; a slower one
+    /// closes the connection.
+    #[arg(long, env = "FERRY_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A kept-alive connection with no request for this long is closed, e.g. `5s`.
+    #[arg(long, env = "FERRY_KEEP_ALIVE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub keep_alive: Duration,
+
+    /// Most connections open at once; beyond it, new ones wait to be accepted. 0 derives it from the
+    /// file-descriptor limit (half of what is left after 64 kept for files), so connections never take the
+    /// descriptors uploads and downloads need.
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -100,6 +115,14 @@ impl Config {
         let mut config = Cli::parse_from(["ferry"]).serve;
         config.data_dir = data_dir.into();
         config
+    }
+
+    /// `--max-connections`, with 0 resolved from the file-descriptor limit.
+    pub fn connection_cap(&self) -> usize {
+        match self.max_connections {
+            0 => crate::server::default_max_connections(),
+            n => n,
+        }
     }
 
     pub fn limits(&self) -> Limits {

@@ -1,9 +1,9 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
 //!
 //! The modules form layers, each using only those above it:
-//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`]) → [`state`] → the routes ([`upload`],
-//! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`startup`], which only the binary
-//! and the tests use.
+//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`], [`logging`]) → [`state`] → the routes ([`upload`],
+//! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
+//! → [`startup`], which only the binary and the tests use.
 
 pub mod cache;
 pub mod config;
@@ -11,9 +11,11 @@ pub mod download;
 pub mod error;
 pub mod files;
 pub mod health;
+pub mod logging;
 pub mod openapi;
 pub mod routes;
 pub mod schema;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod storage;

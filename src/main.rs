@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: &ferry::config::Config) -> Result<(), String> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    ferry::logging::init();
     ignore_file_size_signal().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let app = Application::build(config).map_err(|err| err.to_string())?;
     log::info!("listening on http://{}  (Swagger UI at /docs)", app.local_addr());

@@ -1,9 +1,20 @@
 //! Every route, documented or not: the API's operations, the front door and what answers when nothing matches.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    body::MessageBody,
+    dev::ServiceResponse,
+    http::{StatusCode, header},
+    middleware::{ErrorHandlerResponse, ErrorHandlers},
+    web,
+};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{download, error::AppError, files, health, upload};
+use crate::{
+    download,
+    error::{AppError, ErrorBody},
+    files, health, upload,
+};
 
 /// Every documented operation.
 pub fn api(cfg: &mut ServiceConfig) {
@@ -50,6 +61,37 @@ impl KnownRoutes {
             matches.then_some(allow.as_str())
         })
     }
+}
+
+/// Error answers that someone else made (a framework extractor, Swagger UI's asset service) get ferry's JSON
+/// body, with their status kept. Ferry's own errors are JSON already and pass through untouched.
+pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json =
+            res.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let (req, res) = res.into_parts();
+        let status = res.status();
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => {
+                ("not_found", AppError::NoRoute(format!("{} {}", req.method(), req.path())).to_string())
+            }
+            _ if status.is_client_error() => {
+                ("bad_request", status.canonical_reason().unwrap_or("bad request").to_lowercase())
+            }
+            _ => ("internal", "internal error".to_owned()),
+        };
+        let mut json = HttpResponse::build(status);
+        for (name, value) in
+            res.headers().iter().filter(|(name, _)| *name != header::CONTENT_TYPE && *name != header::CONTENT_LENGTH)
+        {
+            json.insert_header((name.clone(), value.clone()));
+        }
+        let json = json.json(ErrorBody { error: code.to_owned(), message });
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, json).map_into_right_body()))
+    })
 }
 
 /// Requests no route took: 405 with `Allow` on a documented path, 404 elsewhere; JSON either way.

@@ -3,7 +3,7 @@
 
 use std::{fmt, io, net::SocketAddr};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::Logger, web};
+use actix_web::{App, dev::Server, middleware::Logger, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -13,6 +13,7 @@ use crate::{
     error::AppError,
     openapi,
     routes::{self, KnownRoutes},
+    server::{self, Connections},
     state::AppState,
     storage::Storage,
     upload,
@@ -47,8 +48,16 @@ impl Application {
         let cache = FileCache::new(config.cache_bytes, config.cache_max_file_bytes);
         let spec = openapi::spec(&limits);
         let known = web::Data::new(KnownRoutes::from_spec(&spec));
+        let known_routes = known.clone();
         let state = web::Data::new(AppState { storage, limits, cache });
-        let server = HttpServer::new(move || {
+        let connections = Connections {
+            workers: config.worker_threads(),
+            header_timeout: config.header_timeout,
+            keep_alive: config.keep_alive,
+            max_connections: config.connection_cap(),
+        };
+        log::info!("at most {} connections at once", connections.max_connections);
+        let app = move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(known.clone())
@@ -62,15 +71,12 @@ impl Application {
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", spec.clone()))
                 .configure(routes::front_door)
                 .default_service(web::to(routes::unrouted))
+                .wrap(routes::json_errors())
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
-        })
-        .workers(config.worker_threads())
-        // actix keeps Nagle's algorithm on by default (actix-web #3917): a response whose body comes a moment
-        // after its headers (any body read on the blocking pool) then waits for the client's delayed ACK
-        .tcp_nodelay(true)
-        .listen(listener)
-        .map_err(|err| listen_error(config.addr, &err))?
-        .run();
+                .wrap_fn(server::track_requests)
+        };
+        let server = server::serve(listener, connections, limits, known_routes, app)
+            .map_err(|err| listen_error(config.addr, &err))?;
         Ok(Application { server, addr })
     }
 

@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 
-use actix_web::{HttpMessage, HttpRequest};
 use base64::{
     Engine, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
@@ -36,7 +35,6 @@ pub struct Base64Upload<'a> {
 }
 
 pub(super) async fn receive(upload: &Upload<'_>, body: Body) -> Result<StoredFile, AppError> {
-    require_json(upload.req)?;
     let json = body.read_to_end(upload.capacity_for(upload.strategy.body_limit(upload.limit))).await?;
     let doc: Base64Upload = serde_json::from_slice(&json).map_err(|e| AppError::InvalidJson(e.to_string()))?;
     let data = BASE64.decode(doc.data.as_bytes()).map_err(|e| AppError::InvalidBase64(explain(e)))?;
@@ -49,13 +47,6 @@ pub(super) async fn receive(upload: &Upload<'_>, body: Body) -> Result<StoredFil
     let mut sink = upload.sink().await?;
     sink.write(data.into()).await?;
     sink.commit(described).await
-}
-
-fn require_json(req: &HttpRequest) -> Result<(), AppError> {
-    match req.mime_type() {
-        Ok(Some(m)) if m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON) => Ok(()),
-        _ => Err(AppError::UnsupportedMediaType { expected: super::BodyKind::Json.expects().unwrap_or_default() }),
-    }
 }
 
 /// The decoder's error as a sentence that points at the offending character.

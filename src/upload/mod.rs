@@ -15,7 +15,11 @@ mod raw;
 use std::path::Path;
 
 use actix_multipart::form::{MultipartFormConfig, tempfile::TempFileConfig};
-use actix_web::{HttpRequest, HttpResponse, http::header, post, web};
+use actix_web::{
+    HttpMessage, HttpRequest, HttpResponse,
+    http::header::{self, HeaderMap},
+    post, web,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -329,6 +333,33 @@ impl Upload<'_> {
     }
 }
 
+/// What the request head alone can refuse, before any body byte is read: a Content-Length over the limit
+/// (413), a malformed checksum (400), the wrong kind of body (415). The handlers run it, and so does the
+/// connection's `Expect: 100-continue` handler, so that such a client is refused before it sends its body.
+/// Returns the checksum the client sent, if any.
+pub fn precheck(strategy: Strategy, limits: &Limits, req: &impl HttpMessage) -> Result<Option<String>, AppError> {
+    let limit = strategy.file_limit(limits);
+    if content_length(req.headers()).is_some_and(|len| len > strategy.body_limit(limit)) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    let expected_sha256 = expected_sha256(req.headers())?;
+    let sent = req.mime_type().ok().flatten();
+    let fits = match strategy.read().body() {
+        BodyKind::Raw => true,
+        BodyKind::Multipart => sent.is_some_and(|m| m.type_() == mime::MULTIPART && m.subtype() == mime::FORM_DATA),
+        BodyKind::Json => sent.is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON)),
+    };
+    match strategy.read().body().expects() {
+        Some(expected) if !fits => Err(AppError::UnsupportedMediaType { expected }),
+        _ => Ok(expected_sha256),
+    }
+}
+
+/// The upload strategy whose endpoint is `path`.
+pub fn strategy_at(path: &str) -> Option<Strategy> {
+    Strategy::ALL.into_iter().find(|strategy| strategy.path() == path)
+}
+
 /// Every upload endpoint's body: check what can be checked before reading, read with the strategy, answer 201.
 async fn receive(
     req: HttpRequest,
@@ -336,13 +367,10 @@ async fn receive(
     state: web::Data<AppState>,
     strategy: Strategy,
 ) -> Result<HttpResponse, AppError> {
+    let expected_sha256 = precheck(strategy, &state.limits, &req)?;
     let limit = strategy.file_limit(&state.limits);
     let max_body = strategy.body_limit(limit);
-    let content_length = content_length(&req);
-    if content_length.is_some_and(|len| len > max_body) {
-        return Err(AppError::PayloadTooLarge { limit });
-    }
-    let expected_sha256 = expected_sha256(&req)?;
+    let content_length = content_length(req.headers());
     let upload = Upload { req: &req, storage: &state.storage, strategy, limit, expected_sha256, content_length };
     let (body, probe) = Body::new(payload, state.limits.body_idle_timeout, max_body, limit);
     let stored = match strategy.read() {
@@ -360,13 +388,13 @@ async fn receive(
 }
 
 /// actix has already refused malformed and duplicate values with 400, and chunked bodies have none.
-fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// `X-Checksum-Sha256`, if sent: 64 hex digits.
-fn expected_sha256(req: &HttpRequest) -> Result<Option<String>, AppError> {
-    let Some(value) = req.headers().get("x-checksum-sha256") else { return Ok(None) };
+fn expected_sha256(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(value) = headers.get("x-checksum-sha256") else { return Ok(None) };
     let hex = value.to_str().unwrap_or_default().trim().to_ascii_lowercase();
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(Some(hex))

@@ -9,7 +9,7 @@ use actix_multipart::{
         tempfile::{TempFile, TempFileError},
     },
 };
-use actix_web::{FromRequest, HttpMessage, HttpRequest, dev};
+use actix_web::{FromRequest, dev};
 use bytes::BytesMut;
 use futures_util::{FutureExt, TryStreamExt};
 use utoipa::ToSchema;
@@ -31,7 +31,6 @@ pub struct MultipartUpload {
 /// Reads the `file` part chunk by chunk into the sink, or, when `whole`, into memory first and then into the
 /// sink with one write.
 pub(super) async fn receive(upload: &Upload<'_>, body: Body, whole: bool) -> Result<StoredFile, AppError> {
-    require_form_data(upload.req)?;
     let limit = upload.limit;
     let mut form = Multipart::new(upload.req.headers(), body);
     let mut field = next_file_part(&mut form, limit).await?;
@@ -65,7 +64,6 @@ pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<S
         file: TempFile,
     }
 
-    require_form_data(upload.req)?;
     let body: std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>> = Box::pin(body);
     let mut payload = dev::Payload::Stream { payload: body };
     // actix-multipart asserts (in debug builds) that every part has a name, and a client sending `name=""`
@@ -90,13 +88,6 @@ pub(super) async fn receive_spooled(upload: &Upload<'_>, body: Body) -> Result<S
     let Spooled { file } = form.into_inner();
     let described = upload.describe(file.file_name.as_deref(), file.content_type.as_ref());
     UploadSink::adopt(upload.storage, file.file, upload.limit).await?.commit(described).await
-}
-
-fn require_form_data(req: &HttpRequest) -> Result<(), AppError> {
-    match req.mime_type() {
-        Ok(Some(m)) if m.type_() == mime::MULTIPART && m.subtype() == mime::FORM_DATA => Ok(()),
-        _ => Err(AppError::UnsupportedMediaType { expected: super::BodyKind::Multipart.expects().unwrap_or_default() }),
-    }
 }
 
 async fn next_file_part(form: &mut Multipart, limit: u64) -> Result<Field, AppError> {

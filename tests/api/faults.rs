@@ -251,3 +251,42 @@ async fn an_early_413_closes_the_connection_so_the_unread_body_is_never_parsed_a
         assert_eq!(all.matches("HTTP/1.1 ").count(), 1, "{strategy:?}: a second answer on the same connection: {all}");
     }
 }
+
+#[tokio::test]
+async fn slow_readers_of_cached_downloads_cannot_make_the_cache_outgrow_its_budget() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--cache-bytes", "16MiB", "--cache-max-file-bytes", "8MiB"];
+    let server = ChildServer::start(data.path(), &args, &[]);
+    let app = crate::helpers::TestApp::for_child(&server, data.path());
+    let mut ids = Vec::new();
+    for i in 0..8u8 {
+        let file = app.store(&vec![i; 8 << 20]).await;
+        ids.push(file.id.to_string());
+    }
+    // warm the server's buffers and allocator with one whole read of each file
+    for id in &ids {
+        assert_eq!(app.download(Reader::Cached, id).send().await.unwrap().bytes().await.unwrap().len(), 8 << 20);
+    }
+    let baseline = server.rss_kib();
+
+    // 80 clients ask for 64 MiB of files through a 16 MiB cache, and read nothing
+    let mut readers = Vec::new();
+    for i in 0..80 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(server.addr).await.unwrap();
+        let request = format!("GET {} HTTP/1.1\r\nHost: ferry\r\n\r\n", Reader::Cached.path(&ids[i % ids.len()]));
+        send_all(&mut stream, request.as_bytes()).await;
+        readers.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown_mib = server.rss_kib().saturating_sub(baseline) / 1024;
+    eprintln!("80 stalled readers of cached downloads: RSS grew by {grown_mib} MiB");
+    // the budget, plus what each connection holds of its own whether cached or streamed from disk once the
+    // budget is spent (a 256 KiB read buffer and actix's copy of it), plus room for the allocator; before the
+    // budget bounded leased entries, this grew by 958 MiB
+    assert!(grown_mib < 16 + 80 / 2 + 24, "RSS grew by {grown_mib} MiB with 80 stalled readers");
+    drop(readers);
+    let res = app.download(Reader::Cached, &ids[0]).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().len(), 8 << 20, "the cache still serves whole files");
+}

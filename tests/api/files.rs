@@ -108,6 +108,12 @@ async fn unknown_paths_get_a_json_404_that_says_no_route() {
     assert_eq!(body["error"], "not_found");
     assert_eq!(body["message"], "no route for GET /nothing/here; the API is described at /docs");
 
+    // Swagger UI's own asset service answers unknown assets; ferry makes that answer JSON too
+    let res = app.client.get(app.url("/docs/no-such-asset.js")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let body = res.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(body["message"], "no route for GET /docs/no-such-asset.js; the API is described at /docs");
+
     let res = app.client.get(app.url("/files/not-an-id")).send().await.unwrap();
     let body = res.json::<serde_json::Value>().await.unwrap();
     assert_eq!((body["error"].as_str(), body["message"].as_str()), (Some("not_found"), Some("no file with this id")));

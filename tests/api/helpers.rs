@@ -175,6 +175,8 @@ impl TestApp {
 pub struct ChildServer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// What it has logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ChildServer {
@@ -206,8 +208,15 @@ impl ChildServer {
             .find_map(|line| line.split("listening on http://").nth(1)?.split_whitespace().next()?.parse().ok())
             .expect("ferry logs its address");
         // keep draining the log so the server never blocks on a full pipe
-        std::thread::spawn(move || lines.for_each(drop));
-        ChildServer { child, addr }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| kept.lock().unwrap().push(line)));
+        ChildServer { child, addr, log }
+    }
+
+    /// The lines it has logged since it said where it listens.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,6 +4,7 @@ use ferry::{download::Reader, upload::Strategy};
 use rstest_reuse::template;
 
 mod cli;
+mod connections;
 mod downloads;
 mod faults;
 mod files;
