@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "FERRY_KEEP_ALIVE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
 
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the server stops anyway,
+    /// e.g. `30s`. A second SIGINT stops at once.
+    #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Most connections open at once; beyond it, new ones wait to be accepted. 0 derives it from the
     /// file-descriptor limit (half of what is left after 64 kept for files), so connections never take the
     /// descriptors uploads and downloads need.

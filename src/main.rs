@@ -33,8 +33,11 @@ async fn serve(config: &ferry::config::Config) -> Result<(), String> {
     ferry::logging::init();
     ignore_file_size_signal().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let app = Application::build(config).map_err(|err| err.to_string())?;
+    app.stop_on_signals().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     log::info!("listening on http://{}  (Swagger UI at /docs)", app.local_addr());
-    app.run_until_stopped().await.map_err(|err| format!("the server stopped: {err}"))
+    app.run_until_stopped().await.map_err(|err| format!("the server stopped: {err}"))?;
+    log::info!("stopped");
+    Ok(())
 }
 
 /// `ferry openapi | head` closes the pipe early; that is not an error.

@@ -40,7 +40,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::{config::Limits, error::AppError, routes::KnownRoutes, upload};
+use crate::{config::Limits, error::AppError, routes::KnownRoutes, state::AppState, upload};
 
 /// Connection settings, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +48,8 @@ pub struct Connections {
     pub workers: usize,
     pub header_timeout: Duration,
     pub keep_alive: Duration,
+    /// How long a graceful stop waits for requests in flight.
+    pub shutdown_timeout: Duration,
     /// Across all workers.
     pub max_connections: usize,
 }
@@ -102,12 +104,22 @@ where
 {
     let addr = listener.local_addr()?;
     let per_worker = settings.max_connections.div_ceil(settings.workers).max(1);
-    Ok(Server::build()
+    let builder = Server::build();
+    // a graceful stop also closes idle kept-alive connections at once, instead of waiting for their timeout
+    let stopping = builder.graceful_shutdown_signal();
+    Ok(builder
         .workers(settings.workers)
         .max_concurrent_connections(per_worker)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+        // the binary decides what signals do (see `Application::stop_on_signals`)
+        .disable_signals()
         .listen("ferry", listener, move || {
-            let (limits, known) = (limits, known.clone());
+            let (limits, known, stopping) = (limits, known.clone(), stopping.clone());
             let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
                 .keep_alive(settings.keep_alive)
                 .client_request_timeout(settings.header_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
@@ -269,9 +281,11 @@ where
     if let Some(watch) = &watch {
         watch.0.set(Phase::Busy);
     }
+    let in_flight = req.app_data::<actix_web::web::Data<AppState>>().map(|state| state.lifecycle.start_request());
     let response = service.call(req);
     async move {
         let response = response.await;
+        drop(in_flight);
         if let Some(watch) = watch {
             watch.0.set(Phase::Idle);
         }

@@ -14,7 +14,7 @@ use crate::{
     openapi,
     routes::{self, KnownRoutes},
     server::{self, Connections},
-    state::AppState,
+    state::{AppState, Lifecycle},
     storage::Storage,
     upload,
 };
@@ -34,6 +34,8 @@ impl std::error::Error for StartupError {}
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    lifecycle: Lifecycle,
+    storage: Storage,
 }
 
 impl Application {
@@ -49,11 +51,13 @@ impl Application {
         let spec = openapi::spec(&limits);
         let known = web::Data::new(KnownRoutes::from_spec(&spec));
         let known_routes = known.clone();
-        let state = web::Data::new(AppState { storage, limits, cache });
+        let lifecycle = Lifecycle::default();
+        let state = web::Data::new(AppState { storage: storage.clone(), limits, cache, lifecycle: lifecycle.clone() });
         let connections = Connections {
             workers: config.worker_threads(),
             header_timeout: config.header_timeout,
             keep_alive: config.keep_alive,
+            shutdown_timeout: config.shutdown_timeout,
             max_connections: config.connection_cap(),
         };
         log::info!("at most {} connections at once", connections.max_connections);
@@ -77,15 +81,41 @@ impl Application {
         };
         let server = server::serve(listener, connections, limits, known_routes, app)
             .map_err(|err| listen_error(config.addr, &err))?;
-        Ok(Application { server, addr })
+        Ok(Application { server, addr, lifecycle, storage })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// Serves until stopped; then removes what uploads cut by the stop left in `tmp/`.
     pub async fn run_until_stopped(self) -> io::Result<()> {
-        self.server.await
+        self.server.await?;
+        self.storage.sweep_tmp()
+    }
+
+    /// SIGTERM or SIGINT starts a graceful stop: readiness turns 503, the listener closes, requests in flight
+    /// get up to `--shutdown-timeout` to finish. A second SIGINT stops at once.
+    pub fn stop_on_signals(&self) -> io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        let (handle, lifecycle) = (self.server.handle(), self.lifecycle.clone());
+        actix_web::rt::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            lifecycle.begin_stopping();
+            log::info!("{name}: shutting down ({} requests in flight)", lifecycle.in_flight());
+            tokio::select! {
+                () = handle.stop(true) => {}
+                _ = int.recv() => {
+                    log::warn!("SIGINT again: stopping now ({} requests in flight)", lifecycle.in_flight());
+                    handle.stop(false).await;
+                }
+            }
+        });
+        Ok(())
     }
 }
 

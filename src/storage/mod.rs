@@ -65,6 +65,11 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Removes what uploads cut short left in `tmp/`: at startup, and after a stop that had to cut uploads.
+    pub fn sweep_tmp(&self) -> io::Result<()> {
+        sweep_tmp(&self.0.tmp)
+    }
+
     pub fn tmp_dir(&self) -> &Path {
         &self.0.tmp
     }

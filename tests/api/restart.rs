@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ferry::storage::StoredFile;
 
-use crate::helpers::{ChildServer, names_in, pattern, sha256_hex};
+use crate::helpers::{ChildServer, eventually, names_in, pattern, sha256_hex};
 
 #[tokio::test]
 async fn after_sigkill_published_files_survive_and_leftovers_are_swept() {
@@ -37,4 +37,75 @@ async fn after_sigkill_published_files_survive_and_leftovers_are_swept() {
     assert!(body == bytes);
     let listed: Vec<StoredFile> = client.get(server.url("/files")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, vec![kept]);
+}
+
+/// `bytes` sent in 1 MiB pieces, the first at once and then one every `every`, so the upload is in flight for
+/// a while.
+fn paced_body(bytes: bytes::Bytes, every: Duration) -> reqwest::Body {
+    let pieces = futures_util::stream::unfold(0usize, move |sent| {
+        let bytes = bytes.clone();
+        async move {
+            if sent >= bytes.len() {
+                return None;
+            }
+            if sent > 0 {
+                tokio::time::sleep(every).await;
+            }
+            let end = bytes.len().min(sent + (1 << 20));
+            Some((Ok::<_, std::io::Error>(bytes.slice(sent..end)), end))
+        }
+    });
+    reqwest::Body::wrap_stream(pieces)
+}
+
+/// Waits until the server is writing an upload into `tmp/`.
+async fn upload_under_way(data: &std::path::Path) {
+    assert!(eventually(|| !names_in(&data.join("tmp")).is_empty()).await, "the upload never started");
+}
+
+fn signal(server: &ChildServer, signal: i32) {
+    // SAFETY: kill only sends a signal to the child this test started
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, signal) }, 0);
+}
+
+#[tokio::test]
+async fn an_upload_in_flight_survives_sigterm_and_sigint_and_the_server_then_stops() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = ChildServer::start(data.path(), &["--shutdown-timeout", "20s"], &[]);
+        let bytes = bytes::Bytes::from(pattern(50 << 20));
+        let url = server.url("/files/upload/stream/async_read_and_disk_write?filename=big.bin");
+        let body = paced_body(bytes.clone(), Duration::from_millis(40));
+        let upload = tokio::spawn(reqwest::Client::new().post(url).body(body).send());
+        upload_under_way(data.path()).await;
+        signal(&server, sig);
+        let res = upload.await.unwrap().unwrap();
+        assert_eq!(res.status(), 201, "signal {sig}");
+        let stored: StoredFile = res.json().await.unwrap();
+        assert_eq!(stored.sha256, sha256_hex(&bytes), "signal {sig}");
+        let exited = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+        assert!(exited.success(), "signal {sig}: the server stops by itself once the upload is done");
+
+        let server = ChildServer::start(data.path(), &[], &[]);
+        let listed: Vec<StoredFile> = reqwest::get(server.url("/files")).await.unwrap().json().await.unwrap();
+        assert_eq!(listed.iter().map(|f| f.id).collect::<Vec<_>>(), [stored.id], "signal {sig}");
+        assert!(server.log().iter().all(|line| !line.contains("ERROR")), "signal {sig}");
+    }
+}
+
+#[tokio::test]
+async fn an_upload_stalled_past_the_shutdown_timeout_leaves_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::start(data.path(), &["--shutdown-timeout", "1s"], &[]);
+    let url = server.url("/files/upload/stream/async_read_and_disk_write");
+    let body = paced_body(bytes::Bytes::from(pattern(8 << 20)), Duration::from_secs(5));
+    let upload = tokio::spawn(reqwest::Client::new().post(url).body(body).send());
+    upload_under_way(data.path()).await;
+    let started = std::time::Instant::now();
+    signal(&server, libc::SIGTERM);
+    tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped after {:?}", started.elapsed());
+    assert!(upload.await.unwrap().is_err(), "the cut upload gets no answer");
+    assert!(names_in(&data.path().join("tmp")).is_empty(), "{:?}", names_in(&data.path().join("tmp")));
+    assert!(names_in(&data.path().join("files")).is_empty());
 }
