@@ -4,6 +4,7 @@
 
 mod filename;
 mod id;
+mod lock;
 mod meta;
 mod sink;
 
@@ -20,6 +21,7 @@ use tempfile::{NamedTempFile, TempPath};
 pub use self::{
     filename::{DEFAULT_FILENAME, MAX_FILENAME_BYTES, sanitize as sanitize_filename},
     id::FileId,
+    lock::DataDirLock,
     meta::StoredFile,
     sink::{CHUNK, UploadSink, WriteMode},
 };
@@ -44,22 +46,28 @@ struct Inner {
     tmp: PathBuf,
     fsync: bool,
     index: RwLock<BTreeMap<FileId, Arc<StoredFile>>>,
+    /// Held while the storage is open: no other ferry may use the directory meanwhile.
+    _lock: DataDirLock,
 }
 
 impl Storage {
-    /// Creates the directories, removes what a crash left behind and loads the metadata index.
-    /// Errors name the path and say what is wrong with it, for a one-line startup failure.
+    /// Locks the data directory for this process, creates the directories, removes what a crash left behind
+    /// and loads the metadata index. Errors name the path and say what is wrong with it, for a one-line startup
+    /// failure.
     pub fn open(data_dir: &Path, fsync: bool) -> io::Result<Storage> {
         if data_dir.exists() && !data_dir.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"));
         }
+        fs::create_dir_all(data_dir).context(|| format!("creating {}", data_dir.display()))?;
+        // before anything is swept: the temp files may be another ferry's uploads in progress
+        let lock = DataDirLock::acquire(data_dir)?;
         let files = data_dir.join("files");
         let tmp = data_dir.join("tmp");
         fs::create_dir_all(&files).context(|| format!("creating {}", files.display()))?;
         fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
         sweep_tmp(&tmp).context(|| format!("cleaning {}", tmp.display()))?;
         let index = load_index(&files).context(|| format!("reading {}", files.display()))?;
-        let storage = Storage(Arc::new(Inner { files, tmp, fsync, index: RwLock::new(index) }));
+        let storage = Storage(Arc::new(Inner { files, tmp, fsync, index: RwLock::new(index), _lock: lock }));
         storage.check_writable().context(|| format!("it is not writable ({})", storage.0.tmp.display()))?;
         log::info!("storage at {}: {} files", data_dir.display(), storage.0.index.read().expect("index lock").len());
         Ok(storage)

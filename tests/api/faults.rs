@@ -8,7 +8,8 @@ use futures_util::future::join_all;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 use crate::helpers::{
-    ChildServer, body_prefix, content_type_for, pattern, read_response, request_head, send_all, sha256_hex, spawn_app,
+    ChildServer, body_prefix, content_type_for, eventually, pattern, read_response, request_head, send_all, sha256_hex,
+    spawn_app,
 };
 
 /// Sends the head and the first `sent` body bytes of an upload that announced 300 000, then leaves: with a FIN,
@@ -133,17 +134,6 @@ async fn a_full_disk_is_507_removes_the_partial_file_and_later_uploads_succeed()
     for strategy in Strategy::ALL {
         assert_eq!(app.upload(strategy, &pattern(100_000)).await.status(), 201, "{strategy:?}");
     }
-}
-
-/// Waits until `check` holds, up to 10 s; returns whether it did.
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..200 {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check()
 }
 
 #[tokio::test]

@@ -228,6 +228,35 @@ impl Drop for ChildServer {
     }
 }
 
+/// Runs the real binary to completion, failing the test if it runs for more than 10 s (it is then killed). Its
+/// output must fit in the pipes (64 KiB each), which is plenty for the commands tested.
+pub async fn run_ferry(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry starts");
+    if !eventually(|| child.try_wait().expect("ferry's status").is_some()).await {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("ferry {args:?} still ran after 10 s");
+    }
+    child.wait_with_output().expect("ferry's output")
+}
+
+/// Waits until `check` holds, up to 10 s; returns whether it did.
+pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
 pub fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())

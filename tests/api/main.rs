@@ -1,4 +1,5 @@
 mod cli;
+mod data_safety;
 mod downloads;
 mod faults;
 mod files;
