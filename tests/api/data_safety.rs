@@ -1,12 +1,17 @@
 //! Data at rest: one server per data directory, damaged files quarantined and never deleted, content that does
 //! not match its metadata never served as if it did, `ferry fsck`, and the right status for storage failures.
 
-use std::{ffi::OsStr, time::Duration};
+use std::{ffi::OsStr, io::Write, path::Path, time::Duration};
 
-use ferry::upload::Strategy;
+use ferry::{
+    storage::{FileId, StoredFile},
+    upload::Strategy,
+};
 use tokio::net::TcpStream;
 
-use crate::helpers::{ChildServer, TestApp, eventually, names_in, read_response, request_head, run_ferry, send_all};
+use crate::helpers::{
+    ChildServer, TestApp, eventually, names_in, pattern, read_response, request_head, run_ferry, send_all, sha256_hex,
+};
 
 // One data directory, one server
 
@@ -57,4 +62,122 @@ async fn the_lock_goes_with_the_process_that_held_it() {
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
     let pid = std::fs::read_to_string(data.path().join(".lock")).unwrap();
     assert_eq!(pid.trim(), second.child.id().to_string(), "the lock file names its holder");
+}
+
+// Damaged metadata costs nothing: it is quarantined with its content
+
+/// Stores one file of each size through a server on `data`, then SIGKILLs it, leaving the files on disk.
+async fn stored_then_killed(data: &Path, sizes: &[usize]) -> Vec<StoredFile> {
+    let mut server = ChildServer::start(data, &[], &[]);
+    let app = TestApp::for_child(&server, data);
+    let mut stored = Vec::new();
+    for &size in sizes {
+        stored.push(app.store(&pattern(size)).await);
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    stored
+}
+
+/// `/health`'s JSON, which must be a 200.
+async fn health(app: &TestApp) -> serde_json::Value {
+    let res = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn listed(app: &TestApp) -> Vec<StoredFile> {
+    app.client.get(app.url("/files")).send().await.unwrap().json().await.unwrap()
+}
+
+/// The logged lines that name `needle`.
+fn lines_naming(lines: &[String], needle: &str) -> Vec<String> {
+    lines.iter().filter(|line| line.contains(needle)).cloned().collect()
+}
+
+#[tokio::test]
+async fn metadata_that_cannot_be_read_is_quarantined_with_its_content_never_deleted() {
+    let data = tempfile::tempdir().unwrap();
+    let stored = stored_then_killed(data.path(), &[1000, 1001, 1002, 1003, 1004, 1005, 1006]).await;
+    let [good, truncated, empty, garbage, wrong_id, unreadable, no_content] = &stored[..] else { unreachable!() };
+    let files = data.path().join("files");
+    let quarantine = data.path().join("quarantine");
+    let meta = |file: &StoredFile| files.join(format!("{}.json", file.id));
+    let json = std::fs::read_to_string(meta(truncated)).unwrap();
+    std::fs::write(meta(truncated), &json[..json.len() / 2]).unwrap();
+    std::fs::write(meta(empty), b"").unwrap();
+    std::fs::write(meta(garbage), b"{\"id\": not json at all").unwrap();
+    let json = std::fs::read_to_string(meta(wrong_id)).unwrap();
+    std::fs::write(meta(wrong_id), json.replace(&wrong_id.id.to_string(), &FileId::new().to_string())).unwrap();
+    std::fs::remove_file(meta(unreadable)).unwrap();
+    std::fs::create_dir(meta(unreadable)).unwrap(); // reading it fails with EISDIR
+    std::fs::remove_file(files.join(no_content.id.to_string())).unwrap();
+    // what an interrupted publish leaves: content, and no metadata of any kind
+    let leftover = FileId::new().to_string();
+    std::fs::write(files.join(&leftover), b"never published").unwrap();
+    // something already in quarantine under a name the next one wants
+    std::fs::create_dir(&quarantine).unwrap();
+    std::fs::write(quarantine.join(truncated.id.to_string()), b"quarantined earlier").unwrap();
+
+    let server = ChildServer::start(data.path(), &[], &[]);
+    let app = TestApp::for_child(&server, data.path());
+
+    assert_eq!(listed(&app).await, vec![good.clone()]);
+    assert_eq!(names_in(&files), vec![good.id.to_string(), format!("{}.json", good.id)]);
+    assert_eq!(health(&app).await["quarantined"], 6);
+    let kept = names_in(&quarantine);
+    for file in [truncated, empty, garbage, wrong_id, unreadable] {
+        let content =
+            kept.iter().filter(|name| **name == file.id.to_string() || name.starts_with(&format!("{}.", file.id)));
+        let content: Vec<_> = content.filter(|name| !name.contains(".json")).collect();
+        let bytes: Vec<Vec<u8>> = content.iter().map(|name| std::fs::read(quarantine.join(name)).unwrap()).collect();
+        assert!(bytes.iter().any(|b| sha256_hex(b) == file.sha256), "{} is kept whole: {kept:?}", file.id);
+        assert!(kept.iter().any(|name| name.starts_with(&format!("{}.json", file.id))), "{kept:?}");
+    }
+    assert!(kept.contains(&format!("{}.json", no_content.id)), "metadata without content is kept: {kept:?}");
+    assert_eq!(std::fs::read(quarantine.join(truncated.id.to_string())).unwrap(), b"quarantined earlier");
+    assert!(!kept.iter().any(|name| name.starts_with(&leftover)), "a never-published leftover is not kept");
+
+    let errors = server.logged("ERROR");
+    for (file, why) in [
+        (truncated, "EOF while parsing"),
+        (empty, "empty"),
+        (garbage, "not a valid record"),
+        (wrong_id, "records id"),
+        (unreadable, "Is a directory"),
+        (no_content, "no content"),
+    ] {
+        let said = lines_naming(&errors, &format!("{}", meta(file).display()));
+        assert!(said.iter().any(|line| line.contains(why)), "{why}: {said:?} in {errors:?}");
+    }
+}
+
+// Content that does not match its metadata is never served as if it did
+
+#[tokio::test]
+async fn content_of_the_wrong_size_is_quarantined_at_startup() {
+    let data = tempfile::tempdir().unwrap();
+    let stored = stored_then_killed(data.path(), &[100_000, 300_000, 5000]).await;
+    let [short, long, good] = &stored[..] else { unreachable!() };
+    let files = data.path().join("files");
+    std::fs::OpenOptions::new().write(true).open(files.join(short.id.to_string())).unwrap().set_len(50_000).unwrap();
+    let mut grown = std::fs::OpenOptions::new().append(true).open(files.join(long.id.to_string())).unwrap();
+    grown.write_all(b"appended by a disk fault").unwrap();
+
+    let server = ChildServer::start(data.path(), &[], &[]);
+    let app = TestApp::for_child(&server, data.path());
+
+    assert_eq!(listed(&app).await, vec![good.clone()]);
+    assert_eq!(health(&app).await["quarantined"], 2);
+    let mut expected = Vec::new();
+    for file in [short, long] {
+        expected.extend([file.id.to_string(), format!("{}.json", file.id)]);
+    }
+    expected.sort();
+    assert_eq!(names_in(&data.path().join("quarantine")), expected);
+    let errors = server.logged("ERROR");
+    let said = lines_naming(&errors, &format!("{}", files.join(short.id.to_string()).display()));
+    assert!(said.iter().any(|line| line.contains("50000 bytes") && line.contains("100000")), "{errors:?}");
+    let said = lines_naming(&errors, &format!("{}", files.join(long.id.to_string()).display()));
+    assert!(said.iter().any(|line| line.contains("300024 bytes") && line.contains("300000")), "{errors:?}");
 }

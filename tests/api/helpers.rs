@@ -168,6 +168,8 @@ impl TestApp {
 pub struct ChildServer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Every line the server has logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ChildServer {
@@ -192,15 +194,23 @@ impl ChildServer {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("ferry starts");
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
         let addr = lines
             .by_ref()
-            .map_while(Result::ok)
+            .inspect(|line| log.lock().unwrap().push(line.clone()))
             .find_map(|line| line.split("listening on http://").nth(1)?.split_whitespace().next()?.parse().ok())
             .expect("ferry logs its address");
         // keep draining the log so the server never blocks on a full pipe
-        std::thread::spawn(move || lines.for_each(drop));
-        ChildServer { child, addr }
+        let kept = log.clone();
+        std::thread::spawn(move || lines.for_each(|line| kept.lock().unwrap().push(line)));
+        ChildServer { child, addr, log }
+    }
+
+    /// The lines logged so far at `level` (`ERROR`, `WARN`, `INFO`).
+    pub fn logged(&self, level: &str) -> Vec<String> {
+        let tag = format!(" {level} ");
+        self.log.lock().unwrap().iter().filter(|line| line.contains(&tag)).cloned().collect()
     }
 
     pub fn url(&self, path: &str) -> String {
