@@ -26,7 +26,8 @@ impl FileCache {
         FileCache { inner: Mutex::new(inner), budget, max_file: max_file.min(budget) }
     }
 
-    /// The whole file, from memory or read now; `None` when it is too large to cache.
+    /// The whole file, from memory or read now; `None` when it is too large to cache, or when what was read is
+    /// not the `size` recorded (damaged content is never cached: the caller streams it, and cuts it short).
     pub async fn load(&self, id: FileId, size: u64, path: &Path) -> std::io::Result<Option<Bytes>> {
         if size > self.max_file {
             return Ok(None);
@@ -35,6 +36,9 @@ impl FileCache {
             return Ok(Some(bytes.clone()));
         }
         let bytes = Bytes::from(tokio::fs::read(path).await?);
+        if bytes.len() as u64 != size {
+            return Ok(None);
+        }
         self.insert(id, bytes.clone());
         Ok(Some(bytes))
     }
@@ -87,6 +91,17 @@ mod tests {
         let mut inner = cache.lock();
         assert!(!inner.entries.contains(&ids[0]));
         assert!(inner.entries.get(&ids[2]).is_some());
+    }
+
+    #[tokio::test]
+    async fn content_of_another_size_than_recorded_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short");
+        std::fs::write(&path, [1; 4]).unwrap();
+        let cache = FileCache::new(100, 10);
+        assert_eq!(cache.load(FileId::new(), 5, &path).await.unwrap(), None);
+        assert_eq!(cache.load(FileId::new(), 3, &path).await.unwrap(), None);
+        assert_eq!(cache.held(), 0);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 use std::{ffi::OsStr, io::Write, path::Path, time::Duration};
 
 use ferry::{
+    download::Reader,
     storage::{FileId, StoredFile},
     upload::Strategy,
 };
@@ -11,6 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{
     ChildServer, TestApp, eventually, names_in, pattern, read_response, request_head, run_ferry, send_all, sha256_hex,
+    spawn_app,
 };
 
 // One data directory, one server
@@ -180,4 +182,70 @@ async fn content_of_the_wrong_size_is_quarantined_at_startup() {
     assert!(said.iter().any(|line| line.contains("50000 bytes") && line.contains("100000")), "{errors:?}");
     let said = lines_naming(&errors, &format!("{}", files.join(long.id.to_string()).display()));
     assert!(said.iter().any(|line| line.contains("300024 bytes") && line.contains("300000")), "{errors:?}");
+}
+
+/// A download's outcome as the client sees it: the status and the whole body, or why it did not get them.
+async fn fetch(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
+    let fetch = async {
+        let res = request.send().await.map_err(|err| format!("request: {err:?}"))?;
+        let status = res.status().as_u16();
+        let body = res.bytes().await.map_err(|err| format!("{status}, then the body failed: {err:?}"))?;
+        Ok((status, body.to_vec()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fetch).await.expect("the download ends within 10 s")
+}
+
+#[tokio::test]
+async fn a_file_cut_short_behind_the_servers_back_is_never_served_as_if_whole() {
+    let app = spawn_app().await;
+    // below and above the 256 KiB read size of the streaming strategies
+    for size in [100_000, 300_000] {
+        let stored = app.store(&pattern(size)).await;
+        let id = stored.id.to_string();
+        let path = app.files_dir().join(&id);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(size as u64 / 2).unwrap();
+        let ranges = [None, Some(format!("bytes=10-{}", size - 10)), Some("bytes=-1000".to_owned())];
+        // `cached` comes last and has never read this file: it finds it short too
+        for reader in Reader::ALL {
+            for range in &ranges {
+                let mut request = app.download(reader, &id);
+                if let Some(range) = range {
+                    request = request.header("range", range);
+                }
+                let outcome = fetch(request).await;
+                assert!(
+                    outcome.is_err(),
+                    "{reader:?} {range:?} of {size} B answered in full: {:?}",
+                    outcome.map(|(s, b)| (s, b.len()))
+                );
+            }
+        }
+        // asked again, `cached` still has nothing whole to give
+        assert!(fetch(app.download(Reader::Cached, &id)).await.is_err());
+    }
+    // and nothing broke: a sound file comes whole from every strategy
+    let bytes = pattern(300_000);
+    let sound = app.store(&bytes).await;
+    for reader in Reader::ALL {
+        assert_eq!(fetch(app.download(reader, &sound.id.to_string())).await, Ok((200, bytes.clone())), "{reader:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_grown_behind_the_servers_back_is_served_only_up_to_its_recorded_size() {
+    let app = spawn_app().await;
+    for size in [100_000, 300_000] {
+        let bytes = pattern(size);
+        let stored = app.store(&bytes).await;
+        let id = stored.id.to_string();
+        let mut grown = std::fs::OpenOptions::new().append(true).open(app.files_dir().join(&id)).unwrap();
+        grown.write_all(&[0xee; 5000]).unwrap();
+        for reader in Reader::ALL {
+            assert_eq!(fetch(app.download(reader, &id)).await, Ok((200, bytes.clone())), "{reader:?} {size}");
+            let tail = fetch(app.download(reader, &id).header("range", "bytes=-100")).await;
+            assert_eq!(tail, Ok((206, bytes[size - 100..].to_vec())), "{reader:?} {size}");
+            let rest = fetch(app.download(reader, &id).header("range", "bytes=1000-")).await;
+            assert_eq!(rest, Ok((206, bytes[1000..].to_vec())), "{reader:?} {size}");
+        }
+    }
 }
