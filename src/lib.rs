@@ -3,13 +3,14 @@
 //! The modules form layers, each using only those above it:
 //! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`]) → [`state`] → the routes ([`upload`],
 //! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`startup`], which only the binary
-//! and the tests use.
+//! and the tests use. [`fsck`], the offline check of a data directory, uses only [`storage`].
 
 pub mod cache;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod files;
+pub mod fsck;
 pub mod health;
 pub mod openapi;
 pub mod routes;

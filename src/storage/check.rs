@@ -100,7 +100,12 @@ pub fn survey(files: &Path, quarantine: &Path, depth: Depth) -> io::Result<Surve
     }
     let mut survey = Survey::default();
     let mut seen: BTreeMap<FileId, Seen> = BTreeMap::new();
-    for entry in fs::read_dir(files).context(|| format!("reading {}", files.display()))? {
+    let entries = match fs::read_dir(files) {
+        // nothing was ever stored
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(survey),
+        entries => entries.context(|| format!("reading {}", files.display()))?,
+    };
+    for entry in entries {
         let path = entry.context(|| format!("reading {}", files.display()))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let (stem, metadata) = name.strip_suffix(".json").map_or((name, false), |stem| (stem, true));
@@ -209,6 +214,18 @@ pub fn quarantine(quarantine: &Path, damaged: &Damaged) -> io::Result<Vec<PathBu
         moved.push(target);
     }
     Ok(moved)
+}
+
+/// Makes the moves and removals of a repair durable: syncs `files/` and `quarantine/` (when they exist).
+pub fn sync_dirs(layout: &super::Layout) -> io::Result<()> {
+    for dir in [&layout.files, &layout.quarantine] {
+        match fs::File::open(dir) {
+            Ok(opened) => opened.sync_all().context(|| format!("syncing {}", dir.display()))?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).context(|| format!("syncing {}", dir.display())),
+        }
+    }
+    Ok(())
 }
 
 fn free_name(dir: &Path, name: &str) -> io::Result<PathBuf> {

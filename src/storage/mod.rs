@@ -227,10 +227,8 @@ fn load_index(layout: &Layout, survey: check::Survey, fsync: bool) -> io::Result
             layout.quarantine.display()
         );
     }
-    let moved = !survey.damaged.is_empty();
-    let changed = [(moved || !survey.unpublished.is_empty(), &layout.files), (moved, &layout.quarantine)];
-    for dir in changed.into_iter().filter_map(|(changed, dir)| (fsync && changed).then_some(dir)) {
-        fs::File::open(dir).and_then(|d| d.sync_all()).context(|| format!("syncing {}", dir.display()))?;
+    if fsync && !(survey.damaged.is_empty() && survey.unpublished.is_empty()) {
+        check::sync_dirs(layout)?;
     }
     Ok(survey.sound.into_iter().map(|file| (file.id, Arc::new(file))).collect())
 }

@@ -249,3 +249,74 @@ async fn a_file_grown_behind_the_servers_back_is_served_only_up_to_its_recorded_
         }
     }
 }
+
+// ferry fsck
+
+fn fsck_args<'a>(data: &'a Path, extra: &'a [&'a str]) -> Vec<&'a OsStr> {
+    let mut args = vec![OsStr::new("fsck"), OsStr::new("--data-dir"), data.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    args
+}
+
+#[tokio::test]
+async fn fsck_finds_every_kind_of_damage_and_repair_quarantines_it() {
+    let data = tempfile::tempdir().unwrap();
+    let stored = stored_then_killed(data.path(), &[1000, 1001, 1002, 1003, 1004]).await;
+    let [good, bad_json, short, flipped, no_content] = &stored[..] else { unreachable!() };
+    let files = data.path().join("files");
+    let content = |file: &StoredFile| files.join(file.id.to_string());
+    std::fs::write(files.join(format!("{}.json", bad_json.id)), b"{").unwrap();
+    std::fs::OpenOptions::new().write(true).open(content(short)).unwrap().set_len(10).unwrap();
+    let mut bytes = std::fs::read(content(flipped)).unwrap();
+    bytes[500] ^= 1; // same size, other bytes: only reading the file shows it
+    std::fs::write(content(flipped), bytes).unwrap();
+    std::fs::remove_file(content(no_content)).unwrap();
+    let leftover = FileId::new().to_string();
+    std::fs::write(files.join(&leftover), b"never published").unwrap();
+    let before = names_in(&files);
+
+    let check = run_ferry(&fsck_args(data.path(), &[])).await;
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    for (file, why) in [(bad_json, "metadata"), (short, "10 bytes"), (flipped, "sha256"), (no_content, "no content")] {
+        let lines = lines_naming(&said.lines().map(str::to_owned).collect::<Vec<_>>(), &file.id.to_string());
+        assert!(lines.len() == 1 && lines[0].contains(why), "{why}: {said}");
+    }
+    assert!(said.contains(&leftover), "{said}");
+    assert!(!said.contains(&good.id.to_string()), "{said}");
+    assert!(said.ends_with("checked 5 files: 1 ok, 4 damaged, 0 quarantined already\n"), "{said}");
+    assert_eq!(names_in(&files), before, "without --repair, nothing moves");
+
+    let repair = run_ferry(&fsck_args(data.path(), &["--repair"])).await;
+    assert_eq!(repair.status.code(), Some(1), "damage was found: {}", String::from_utf8_lossy(&repair.stdout));
+    assert_eq!(names_in(&files), vec![good.id.to_string(), format!("{}.json", good.id)]);
+    let quarantined = names_in(&data.path().join("quarantine"));
+    assert_eq!(quarantined.len(), 7, "{quarantined:?}");
+
+    let again = run_ferry(&fsck_args(data.path(), &[])).await;
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{said}");
+    assert_eq!(said, "checked 1 files: 1 ok, 0 damaged, 4 quarantined already\n");
+
+    let server = ChildServer::start(data.path(), &[], &[]);
+    let app = TestApp::for_child(&server, data.path());
+    assert_eq!(health(&app).await["quarantined"], 4);
+    assert_eq!(listed(&app).await, vec![good.clone()]);
+}
+
+#[tokio::test]
+async fn fsck_refuses_to_run_while_a_server_holds_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(data.path(), &[], &[]);
+    for extra in [&[][..], &["--repair"]] {
+        let out = run_ferry(&fsck_args(data.path(), extra)).await;
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        let expected = format!(
+            "ferry: cannot use data directory {}: another ferry (pid {}) is using it\n",
+            data.path().display(),
+            server.child.id()
+        );
+        assert_eq!(said, expected);
+    }
+}
