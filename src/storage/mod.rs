@@ -75,7 +75,7 @@ impl Storage {
         let Layout { files, tmp, .. } = layout;
         let index = RwLock::new(index);
         let storage = Storage(Arc::new(Inner { files, tmp, fsync, index, quarantined, _lock: lock }));
-        storage.check_writable().context(|| format!("it is not writable ({})", storage.0.tmp.display()))?;
+        storage.check_writable().context(|| "it is not writable".to_owned())?;
         let files = storage.0.index.read().expect("index lock").len();
         log::info!("storage at {}: {files} files, {quarantined} in quarantine", data_dir.display());
         Ok(storage)
@@ -157,7 +157,8 @@ impl Storage {
 
     /// Blocking: proves the data directory takes writes.
     pub fn check_writable(&self) -> io::Result<()> {
-        NamedTempFile::new_in(&self.0.tmp)?.close()
+        let tmp = &self.0.tmp;
+        NamedTempFile::new_in(tmp).and_then(|f| f.close()).context(|| format!("creating a file in {}", tmp.display()))
     }
 
     fn write_metadata(&self, meta: &StoredFile) -> io::Result<()> {

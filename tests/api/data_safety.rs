@@ -320,3 +320,64 @@ async fn fsck_refuses_to_run_while_a_server_holds_the_data_dir() {
         assert_eq!(said, expected);
     }
 }
+
+// Storage failures during an upload are the server's: 500 or 503, never 404
+
+#[tokio::test]
+async fn uploads_without_a_tmp_dir_are_500_internal_and_logged_never_404() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(data.path(), &[], &[]);
+    let app = TestApp::for_child(&server, data.path());
+    std::fs::remove_dir_all(app.tmp_dir()).unwrap();
+    for strategy in Strategy::ALL {
+        let res = app.upload(strategy, &pattern(1000)).await;
+        assert_eq!(res.status(), 500, "{strategy:?}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "internal", "{strategy:?}");
+    }
+    let tmp = app.tmp_dir().display().to_string();
+    assert!(
+        eventually(|| lines_naming(&server.logged("ERROR"), &tmp).len() >= Strategy::ALL.len()).await,
+        "every failure is logged with its path: {:?}",
+        server.logged("ERROR")
+    );
+    assert!(app.stored_names().is_empty());
+}
+
+/// Whether this machine lets a test give a process a private mount namespace (root, or a permissive container).
+fn private_mounts_allowed() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[tokio::test]
+async fn uploads_to_a_read_only_data_dir_are_503_unavailable_and_logged() {
+    if !private_mounts_allowed() {
+        eprintln!("skipped: `unshare --mount` is not allowed here, so the data dir cannot be made read-only");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    // the server runs in its own mount namespace, so the read-only mount is its alone and ends with it
+    let server = ChildServer::start(data.path(), &[], &["unshare", "--mount", "--propagation", "private"]);
+    let pid = server.child.id().to_string();
+    let dir = data.path().to_str().unwrap();
+    for mount in [&["--bind", dir, dir][..], &["-o", "remount,bind,ro", dir, dir]] {
+        let status = std::process::Command::new("nsenter").args(["-t", &pid, "-m", "mount"]).args(mount).status();
+        assert!(status.unwrap().success(), "mount {mount:?} in the server's namespace");
+    }
+    let app = TestApp::for_child(&server, data.path());
+    for strategy in Strategy::ALL {
+        let res = app.upload(strategy, &pattern(1000)).await;
+        assert_eq!(res.status(), 503, "{strategy:?}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "unavailable", "{strategy:?}");
+    }
+    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 503);
+    assert!(
+        eventually(|| lines_naming(&server.logged("ERROR"), "Read-only file system").len() > Strategy::ALL.len()).await,
+        "{:?}",
+        server.logged("ERROR")
+    );
+    assert!(names_in(&app.tmp_dir()).is_empty() && app.stored_names().is_empty());
+}
