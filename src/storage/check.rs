@@ -186,6 +186,9 @@ fn look_in_quarantine(quarantine: &Path) -> io::Result<(BTreeSet<String>, BTreeS
         let name = entry.context(|| format!("reading {}", quarantine.display()))?.file_name();
         let name = name.to_string_lossy();
         let (stem, rest) = name.split_once('.').unwrap_or((&name, ""));
+        if stem.is_empty() {
+            continue; // a hidden file someone left there, not a stored file
+        }
         if let (Ok(id), true) = (stem.parse::<FileId>(), rest == "json" || rest.starts_with("json.")) {
             metadata.insert(id);
         }
