@@ -60,8 +60,9 @@ impl FileCache {
         }
     }
 
-    /// The whole file, from memory or read now; `None` when it is too large to cache or the budget is spent
-    /// by files that responses still hold: then the caller streams it from disk.
+    /// The whole file, from memory or read now; `None` when it is too large to cache, when the budget is spent
+    /// by files that responses still hold, or when what was read is not the `size` recorded (damaged content is
+    /// never cached: the caller streams it, and cuts it short). Then the caller streams it from disk.
     pub async fn load(&self, id: FileId, size: u64, path: &Path) -> std::io::Result<Option<Lease>> {
         if size > self.max_file {
             return Ok(None);
@@ -72,6 +73,9 @@ impl FileCache {
             Err(reservation) => reservation,
         };
         let bytes = Bytes::from(tokio::fs::read(path).await?);
+        if bytes.len() as u64 != size {
+            return Ok(None);
+        }
         Ok(Some(self.insert(id, bytes, reservation)))
     }
 
@@ -167,6 +171,17 @@ mod tests {
         let third = cache.load(files[2].0, 4, &files[2].1).await.unwrap().unwrap();
         assert_eq!(third.bytes().as_ref(), [2; 4]);
         assert!(cache.held() <= 10);
+    }
+
+    #[tokio::test]
+    async fn content_of_another_size_than_recorded_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short");
+        std::fs::write(&path, [1; 4]).unwrap();
+        let cache = FileCache::new(100, 10);
+        assert!(cache.load(FileId::new(), 5, &path).await.unwrap().is_none());
+        assert!(cache.load(FileId::new(), 3, &path).await.unwrap().is_none());
+        assert_eq!(cache.held(), 0);
     }
 
     #[tokio::test]

@@ -25,6 +25,9 @@ pub enum Command {
     Openapi,
     /// Ask a running ferry whether it is healthy; exit 0 when it is (for container health checks).
     Healthcheck(Probe),
+    /// Check every stored file (metadata, size, sha256) of a data directory no ferry is using; exit 0 when all are
+    /// sound, 1 when some are damaged, 2 when the check cannot run.
+    Fsck(Fsck),
 }
 
 impl Cli {
@@ -44,6 +47,19 @@ pub struct Probe {
     /// How long to wait for the answer, e.g. `5s`.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+/// `ferry fsck`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Fsck {
+    /// The data directory to check (the server's `--data-dir`).
+    #[arg(long, env = "FERRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Move damaged files to `<data>/quarantine/` and remove leftovers of interrupted publishes, by the rules
+    /// ferry applies at startup.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// `ferry serve`'s options.
@@ -206,5 +222,15 @@ mod tests {
         };
         assert_eq!(probe.addr, "[::1]:9".parse().unwrap());
         assert!(Cli::try_parse_from(["ferry", "healthcheck", "--data-dir", "x"]).is_err());
+    }
+
+    #[test]
+    fn fsck_takes_a_data_dir_and_repair() {
+        let Command::Fsck(fsck) = Cli::parse_from(["ferry", "fsck", "--repair", "--data-dir", "x"]).command() else {
+            panic!("not fsck")
+        };
+        assert!(fsck.repair);
+        assert_eq!(fsck.data_dir, PathBuf::from("x"));
+        assert!(Cli::try_parse_from(["ferry", "fsck", "--addr", "127.0.0.1:1"]).is_err());
     }
 }

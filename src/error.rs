@@ -70,16 +70,18 @@ pub enum AppError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// An I/O error is the server's problem, never the client's: a full disk is 507, a read-only one 503, anything
-/// else 500. `NotFound` in particular is not a 404 here: only the places that open stored content for a reader
-/// (downloads, delete) decide that a missing file means "no such file".
+/// An I/O error is the server's problem, never the client's: a full disk is 507; a data directory that cannot be
+/// written, because it is read-only (EROFS) or its permissions forbid it (EACCES, EPERM), is 503, as `/health`
+/// says; anything else is 500. `NotFound` in particular is not a 404 here: only the places that open stored
+/// content for a reader (downloads) decide that a missing file means "no such file".
 impl From<io::Error> for AppError {
     fn from(err: io::Error) -> Self {
         match err.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge => {
+                log::error!("{err}");
                 AppError::InsufficientStorage
             }
-            io::ErrorKind::ReadOnlyFilesystem => {
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
                 log::error!("{err}");
                 AppError::Unavailable
             }
@@ -184,5 +186,28 @@ impl ResponseError for AppError {
             res.force_close();
         }
         res.json(ErrorBody { error: code.to_owned(), message: self.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(errno: i32) -> (StatusCode, &'static str) {
+        AppError::from(io::Error::from_raw_os_error(errno)).parts()
+    }
+
+    #[test]
+    fn storage_errors_are_the_servers_never_a_404() {
+        let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert_eq!(answer(libc::EROFS), unavailable);
+        assert_eq!(answer(libc::EACCES), unavailable);
+        assert_eq!(answer(libc::EPERM), unavailable);
+        assert_eq!(answer(libc::ENOSPC), (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"));
+        assert_eq!(answer(libc::EDQUOT), (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"));
+        assert_eq!(answer(libc::EFBIG), (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"));
+        for errno in [libc::ENOENT, libc::ENOTDIR, libc::EIO, libc::EISDIR] {
+            assert_eq!(answer(errno), (StatusCode::INTERNAL_SERVER_ERROR, "internal"), "errno {errno}");
+        }
     }
 }

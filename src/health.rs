@@ -20,11 +20,15 @@ use crate::{
 pub struct Health {
     #[schema(example = "ok")]
     pub status: &'static str,
+    /// Stored files found damaged and moved to `<data>/quarantine/`, waiting for an operator. They are not served
+    /// and do not make the service unhealthy.
+    #[schema(example = 0)]
+    pub quarantined: usize,
 }
 
 /// Health
 ///
-/// 200 when the data directory takes writes, 503 otherwise.
+/// 200 when the data directory takes writes, 503 otherwise. The answer also counts the files in quarantine.
 #[utoipa::path(
     tag = "health",
     responses(
@@ -36,7 +40,7 @@ pub struct Health {
 async fn health(state: web::Data<AppState>) -> Result<web::Json<Health>, AppError> {
     let storage = state.storage.clone();
     match web::block(move || storage.check_writable()).await {
-        Ok(Ok(())) => Ok(web::Json(Health { status: "ok" })),
+        Ok(Ok(())) => Ok(web::Json(Health { status: "ok", quarantined: state.storage.quarantined() })),
         Ok(Err(err)) => {
             log::error!("health check: data directory not writable: {err}");
             Err(AppError::Unavailable)

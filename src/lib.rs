@@ -3,13 +3,15 @@
 //! The modules form layers, each using only those above it:
 //! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`], [`logging`]) → [`state`] → the routes ([`upload`],
 //! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
-//! → [`startup`], which only the binary and the tests use.
+//! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
+//! only [`storage`].
 
 pub mod cache;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod files;
+pub mod fsck;
 pub mod health;
 pub mod logging;
 pub mod openapi;

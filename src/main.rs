@@ -6,13 +6,14 @@ use std::{
 use clap::Parser;
 use ferry::{
     config::{Cli, Command, Limits},
-    health, openapi,
+    fsck, health, openapi,
     startup::Application,
 };
 
 #[actix_web::main]
 async fn main() -> ExitCode {
     let outcome = match Cli::parse().command() {
+        Command::Fsck(options) => return check(&options),
         Command::Serve(config) => serve(&config).await,
         Command::Openapi => print_spec(),
         Command::Healthcheck(probe) => match health::probe(probe.addr, probe.timeout) {
@@ -38,6 +39,19 @@ async fn serve(config: &ferry::config::Config) -> Result<(), String> {
     app.run_until_stopped().await.map_err(|err| format!("the server stopped: {err}"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `ferry fsck`: 0 when every file is sound, 1 when some are damaged (repaired or not: a scheduled run should
+/// tell), 2 when the check could not run.
+fn check(options: &ferry::config::Fsck) -> ExitCode {
+    match fsck::run(&options.data_dir, options.repair, &mut io::stdout().lock()) {
+        Ok(fsck::Verdict::Clean) => ExitCode::SUCCESS,
+        Ok(fsck::Verdict::Damaged) => ExitCode::from(1),
+        Err(problem) => {
+            eprintln!("ferry: {problem}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `ferry openapi | head` closes the pipe early; that is not an error.

@@ -16,7 +16,7 @@ use actix_files::NamedFile;
 use actix_web::{HttpRequest, HttpResponse, body::SizedStream, http::header, route, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -154,19 +154,25 @@ async fn serve(
     };
     let (status, content_range) = rep.status(span);
     let path = state.storage.content_path(id);
-    let sized = |stream: ChunkStream| HttpResponse::build(status).body(SizedStream::new(span.len, stream));
+    let stored = Stored { id, size: file.size };
+    let sized =
+        |stream: ChunkStream| HttpResponse::build(status).body(SizedStream::new(span.len, exactly(id, span, stream)));
     let res = match reader {
-        Reader::SyncRead => sized(Box::pin(sync_chunks(std::fs::File::open(&path).map_err(missing_is_gone)?, span)?)),
-        Reader::AsyncRead => sized(async_chunks(&path, span).await.map_err(missing_is_gone)?),
+        Reader::SyncRead => {
+            let opened = std::fs::File::open(&path).map_err(missing_is_gone)?;
+            stored.check(opened.metadata()?.len());
+            sized(Box::pin(sync_chunks(opened, span)?))
+        }
+        Reader::AsyncRead => sized(async_chunks(&path, span, stored).await.map_err(missing_is_gone)?),
         Reader::NamedFile => {
             // actix-files 0.7 has no `open_async`: this is what it did, an open on the blocking pool
             let path = path.clone();
             let opened = web::block(move || NamedFile::open(path)).await?.map_err(missing_is_gone)?;
-            named(opened, &req, span, sized)?
+            named(opened, &req, span, stored, sized)?
         }
         Reader::NamedFileSync => {
             let opened = NamedFile::open(&path).map_err(missing_is_gone)?;
-            named(opened.read_mode_threshold(u64::MAX), &req, span, sized)?
+            named(opened.read_mode_threshold(u64::MAX), &req, span, stored, sized)?
         }
         Reader::Cached => match state.cache.load(id, file.size, &path).await.map_err(missing_is_gone)? {
             Some(lease) => {
@@ -176,7 +182,8 @@ async fn serve(
                 }
                 sized(Box::pin(leased_chunks(lease, span)))
             }
-            None => sized(async_chunks(&path, span).await.map_err(missing_is_gone)?),
+            // too large to cache, or not the size recorded (never cached): streamed, and cut short if need be
+            None => sized(async_chunks(&path, span, stored).await.map_err(missing_is_gone)?),
         },
     };
     Ok(with_headers(res, &rep, content_range))
@@ -188,7 +195,60 @@ const LEASED_CHUNK: u64 = 64 * 1024;
 
 type ChunkStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
 
-/// Blocking `std::fs` reads of up to 256 KiB on the worker thread, one per chunk the client takes.
+/// A stored file as a reader opens it: its id and the size its metadata promises.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    id: FileId,
+    size: u64,
+}
+
+impl Stored {
+    /// Whether the opened content has the recorded size; logs when it has not (startup quarantines such files,
+    /// so this is damage since then).
+    fn check(self, actual: u64) -> bool {
+        let Stored { id, size } = self;
+        if actual != size {
+            log::error!(
+                "content of {id} is {actual} bytes, its metadata says {size}: sending at most the recorded bytes and \
+                 cutting the response short where they are missing; restart ferry to quarantine the file"
+            );
+        }
+        actual == size
+    }
+}
+
+/// Passes on exactly the `span.len` bytes promised in Content-Length and fails the body when the content ends
+/// before them: actix then closes the connection before Content-Length bytes are sent, so the client can tell the
+/// body is incomplete (a complete-looking response of the wrong length under the file's ETag would be believed).
+/// Bytes past the span are never sent.
+fn exactly(id: FileId, span: Span, mut chunks: ChunkStream) -> ChunkStream {
+    let (len, mut remaining, mut failed) = (span.len, span.len, false);
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        if remaining == 0 || failed {
+            return Poll::Ready(None);
+        }
+        let item = match std::task::ready!(chunks.as_mut().poll_next(cx)) {
+            Some(Ok(mut chunk)) => {
+                chunk.truncate(remaining.min(chunk.len() as u64) as usize);
+                remaining -= chunk.len() as u64;
+                Ok(chunk)
+            }
+            Some(Err(err)) => {
+                log::error!("reading the content of {id} failed with {remaining} of {len} bytes unsent: {err}");
+                Err(err)
+            }
+            None => {
+                log::error!("content of {id} ended {remaining} bytes short of the {len} promised: response cut short");
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("content of {id} ended early")))
+            }
+        };
+        failed = item.is_err();
+        Poll::Ready(Some(item))
+    }))
+}
+
+/// Blocking `std::fs` reads of up to 256 KiB on the worker thread, one per chunk the client takes; ends at the
+/// span's end or the file's, whichever comes first.
 fn sync_chunks(mut file: std::fs::File, span: Span) -> io::Result<impl Stream<Item = io::Result<Bytes>> + 'static> {
     file.seek(SeekFrom::Start(span.start))?;
     let mut remaining = span.len;
@@ -197,15 +257,15 @@ fn sync_chunks(mut file: std::fs::File, span: Span) -> io::Result<impl Stream<It
             return Poll::Ready(None);
         }
         let mut buf = BytesMut::zeroed(remaining.min(CHUNK as u64) as usize);
-        Poll::Ready(Some(match file.read(&mut buf) {
-            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        match file.read(&mut buf) {
+            Ok(0) => Poll::Ready(None),
             Ok(n) => {
                 remaining -= n as u64;
                 buf.truncate(n);
-                Ok(buf.freeze())
+                Poll::Ready(Some(Ok(buf.freeze())))
             }
-            Err(err) => Err(err),
-        }))
+            Err(err) => Poll::Ready(Some(Err(err))),
+        }
     }))
 }
 
@@ -225,27 +285,37 @@ fn leased_chunks(lease: Lease, span: Span) -> impl Stream<Item = io::Result<Byte
     })
 }
 
-/// `tokio::fs` reads of up to 256 KiB, each on the blocking pool.
-async fn async_chunks(path: &Path, span: Span) -> io::Result<ChunkStream> {
-    let mut file = tokio::fs::File::open(path).await?;
-    if span.start > 0 {
-        // a seek on a tokio file is one more trip to the blocking pool: only when it moves
-        file.seek(SeekFrom::Start(span.start)).await?;
-    }
-    Ok(Box::pin(ReaderStream::with_capacity(file.take(span.len), CHUNK)))
+/// `tokio::fs` reads of up to 256 KiB, each on the blocking pool. The open, the size check and the seek share one
+/// trip there.
+async fn async_chunks(path: &Path, span: Span, stored: Stored) -> io::Result<ChunkStream> {
+    let path = path.to_owned();
+    let file = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(path)?;
+        stored.check(file.metadata()?.len());
+        if span.start > 0 {
+            file.seek(SeekFrom::Start(span.start))?;
+        }
+        Ok::<_, io::Error>(file)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    Ok(Box::pin(ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(span.len), CHUNK)))
 }
 
 /// actix-files answers plain requests itself. Its own conditional and range logic uses other validators (an
 /// inode/mtime ETag) and other rules (a malformed Range gets 416), so ranged and `If-Match` requests are answered
-/// by ferry's reader over the file actix-files opened.
+/// by ferry's reader over the file actix-files opened. So is content that is not the recorded size: actix-files
+/// would send it whole, its Content-Length the file's length now, under the recorded file's ETag.
 fn named(
     file: NamedFile,
     req: &HttpRequest,
     span: Span,
+    stored: Stored,
     sized: impl FnOnce(ChunkStream) -> HttpResponse,
 ) -> io::Result<HttpResponse> {
     let headers = req.headers();
-    if span.partial || headers.contains_key(header::RANGE) || headers.contains_key(header::IF_MATCH) {
+    let sound = stored.check(file.metadata().len());
+    if !sound || span.partial || headers.contains_key(header::RANGE) || headers.contains_key(header::IF_MATCH) {
         let opened = file.file().try_clone()?;
         return Ok(sized(Box::pin(sync_chunks(opened, span)?)));
     }

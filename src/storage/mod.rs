@@ -1,9 +1,12 @@
-//! Where files live: `<data>/files/<id>` (content) beside `<data>/files/<id>.json` (metadata), and uploads in
-//! progress in `<data>/tmp/`. A file exists for readers if and only if its metadata does; an in-memory index of
-//! the metadata, loaded at startup, answers lookups and listings without touching the disk.
+//! Where files live: `<data>/files/<id>` (content) beside `<data>/files/<id>.json` (metadata), uploads in
+//! progress in `<data>/tmp/`, and damaged files set aside in `<data>/quarantine/`. A file exists for readers if
+//! and only if its metadata does; an in-memory index of the metadata, loaded at startup, answers lookups and
+//! listings without touching the disk.
 
+pub mod check;
 mod filename;
 mod id;
+mod lock;
 mod meta;
 mod sink;
 
@@ -20,6 +23,7 @@ use tempfile::{NamedTempFile, TempPath};
 pub use self::{
     filename::{DEFAULT_FILENAME, MAX_FILENAME_BYTES, sanitize as sanitize_filename},
     id::FileId,
+    lock::DataDirLock,
     meta::StoredFile,
     sink::{CHUNK, UploadSink, WriteMode},
 };
@@ -44,30 +48,47 @@ struct Inner {
     tmp: PathBuf,
     fsync: bool,
     index: RwLock<BTreeMap<FileId, Arc<StoredFile>>>,
+    /// Files in `<data>/quarantine/`: only an operator changes that, and never while ferry runs.
+    quarantined: usize,
+    /// Held while the storage is open: no other ferry may use the directory meanwhile.
+    _lock: DataDirLock,
 }
 
 impl Storage {
-    /// Creates the directories, removes what a crash left behind and loads the metadata index.
-    /// Errors name the path and say what is wrong with it, for a one-line startup failure.
+    /// Locks the data directory for this process, creates the directories, removes what a crash left behind,
+    /// quarantines damaged files and loads the metadata index. Errors name the path and say what is wrong with it,
+    /// for a one-line startup failure.
     pub fn open(data_dir: &Path, fsync: bool) -> io::Result<Storage> {
         if data_dir.exists() && !data_dir.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"));
         }
-        let files = data_dir.join("files");
-        let tmp = data_dir.join("tmp");
-        fs::create_dir_all(&files).context(|| format!("creating {}", files.display()))?;
-        fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
-        sweep_tmp(&tmp).context(|| format!("cleaning {}", tmp.display()))?;
-        let index = load_index(&files).context(|| format!("reading {}", files.display()))?;
-        let storage = Storage(Arc::new(Inner { files, tmp, fsync, index: RwLock::new(index) }));
-        storage.check_writable().context(|| format!("it is not writable ({})", storage.0.tmp.display()))?;
-        log::info!("storage at {}: {} files", data_dir.display(), storage.0.index.read().expect("index lock").len());
+        fs::create_dir_all(data_dir).context(|| format!("creating {}", data_dir.display()))?;
+        // before anything is swept: the temp files may be another ferry's uploads in progress
+        let lock = DataDirLock::acquire(data_dir)?;
+        let layout = Layout::new(data_dir);
+        fs::create_dir_all(&layout.files).context(|| format!("creating {}", layout.files.display()))?;
+        fs::create_dir_all(&layout.tmp).context(|| format!("creating {}", layout.tmp.display()))?;
+        sweep_tmp(&layout.tmp).context(|| format!("cleaning {}", layout.tmp.display()))?;
+        let survey = check::survey(&layout.files, &layout.quarantine, check::Depth::Sizes)?;
+        let index = load_index(&layout, survey, fsync)?;
+        let quarantined = check::count_quarantined(&layout.quarantine)?;
+        let Layout { files, tmp, .. } = layout;
+        let index = RwLock::new(index);
+        let storage = Storage(Arc::new(Inner { files, tmp, fsync, index, quarantined, _lock: lock }));
+        storage.check_writable().context(|| "it is not writable".to_owned())?;
+        let files = storage.0.index.read().expect("index lock").len();
+        log::info!("storage at {}: {files} files, {quarantined} in quarantine", data_dir.display());
         Ok(storage)
     }
 
     /// Removes what uploads cut short left in `tmp/`: at startup, and after a stop that had to cut uploads.
     pub fn sweep_tmp(&self) -> io::Result<()> {
         sweep_tmp(&self.0.tmp)
+    }
+
+    /// How many stored files are in `<data>/quarantine/`, waiting for an operator.
+    pub fn quarantined(&self) -> usize {
+        self.0.quarantined
     }
 
     pub fn tmp_dir(&self) -> &Path {
@@ -131,7 +152,7 @@ impl Storage {
         if self.0.index.write().expect("index lock").remove(&id).is_none() {
             return Err(AppError::NotFound);
         }
-        let meta = metadata_path(&self.0.files, id);
+        let meta = check::metadata_path(&self.0.files, id);
         fs::remove_file(&meta).context(|| format!("deleting {}", meta.display()))?;
         let content = self.content_path(id);
         fs::remove_file(&content).context(|| format!("deleting {}", content.display()))?;
@@ -141,11 +162,12 @@ impl Storage {
 
     /// Blocking: proves the data directory takes writes.
     pub fn check_writable(&self) -> io::Result<()> {
-        NamedTempFile::new_in(&self.0.tmp)?.close()
+        let tmp = &self.0.tmp;
+        NamedTempFile::new_in(tmp).and_then(|f| f.close()).context(|| format!("creating a file in {}", tmp.display()))
     }
 
     fn write_metadata(&self, meta: &StoredFile) -> io::Result<()> {
-        let path = metadata_path(&self.0.files, meta.id);
+        let path = check::metadata_path(&self.0.files, meta.id);
         let write = || {
             let mut temp = NamedTempFile::new_in(&self.0.tmp)?;
             serde_json::to_writer(&mut temp, meta)?;
@@ -166,8 +188,18 @@ impl Storage {
     }
 }
 
-fn metadata_path(files: &Path, id: FileId) -> PathBuf {
-    files.join(format!("{id}.json"))
+/// Where everything lives in a data directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub files: PathBuf,
+    pub tmp: PathBuf,
+    pub quarantine: PathBuf,
+}
+
+impl Layout {
+    pub fn new(data_dir: &Path) -> Layout {
+        Layout { files: data_dir.join("files"), tmp: data_dir.join("tmp"), quarantine: data_dir.join("quarantine") }
+    }
 }
 
 /// Everything in `tmp/` belongs to an upload that never finished.
@@ -180,42 +212,29 @@ fn sweep_tmp(tmp: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Loads every metadata record whose content exists, and removes content without metadata (a crash between
-/// the two renames) and metadata without content.
-fn load_index(files: &Path) -> io::Result<BTreeMap<FileId, Arc<StoredFile>>> {
-    let mut index = BTreeMap::new();
-    let mut contents = Vec::new();
-    for entry in fs::read_dir(files)? {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some(stem) = name.strip_suffix(".json") {
-            match read_metadata(&path) {
-                Ok(meta) if stem.parse() == Ok(meta.id) => {
-                    index.insert(meta.id, Arc::new(meta));
-                }
-                _ => log::warn!("ignoring unreadable metadata {}", path.display()),
-            }
-        } else if let Ok(id) = name.parse::<FileId>() {
-            contents.push(id);
-        }
+/// Indexes the sound files of a startup survey after setting the rest aside: damaged files are quarantined
+/// (logged as errors: someone has to look at them), leftovers of interrupted publishes removed.
+fn load_index(layout: &Layout, survey: check::Survey, fsync: bool) -> io::Result<BTreeMap<FileId, Arc<StoredFile>>> {
+    for path in &survey.foreign {
+        log::warn!("ignoring {}: not a name ferry stores files under", path.display());
     }
-    for id in contents {
-        if !index.contains_key(&id) {
-            log::info!("removing unpublished content {id}");
-            fs::remove_file(files.join(id.to_string()))?;
-        }
+    for path in &survey.unpublished {
+        log::info!("removing unpublished content {} (a publish interrupted before its metadata)", path.display());
+        fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
     }
-    index.retain(|id, _| {
-        let present = files.join(id.to_string()).is_file();
-        if !present {
-            log::warn!("metadata {id} has no content; removing it");
-            let _ = fs::remove_file(metadata_path(files, *id));
-        }
-        present
-    });
-    Ok(index)
-}
-
-fn read_metadata(path: &Path) -> io::Result<StoredFile> {
-    Ok(serde_json::from_slice(&fs::read(path)?)?)
+    for damaged in &survey.damaged {
+        check::quarantine(&layout.quarantine, damaged)?;
+        let paths: Vec<String> = damaged.paths.iter().map(|p| p.display().to_string()).collect();
+        log::error!(
+            "file {} is damaged ({}): moved {} to {}",
+            damaged.id,
+            damaged.damage,
+            paths.join(" and "),
+            layout.quarantine.display()
+        );
+    }
+    if fsync && !(survey.damaged.is_empty() && survey.unpublished.is_empty()) {
+        check::sync_dirs(layout)?;
+    }
+    Ok(survey.sound.into_iter().map(|file| (file.id, Arc::new(file))).collect())
 }

@@ -136,7 +136,7 @@ impl UploadSink {
     }
 }
 
-fn hash_file(mut file: std::fs::File) -> std::io::Result<(std::fs::File, Sha256, u64)> {
+pub(super) fn hash_file(mut file: std::fs::File) -> std::io::Result<(std::fs::File, Sha256, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0; CHUNK];
     let mut size = 0;

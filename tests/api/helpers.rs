@@ -175,7 +175,7 @@ impl TestApp {
 pub struct ChildServer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
-    /// What it has logged so far.
+    /// Every line the server has logged so far.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -201,20 +201,26 @@ impl ChildServer {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("ferry starts");
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
         let addr = lines
             .by_ref()
-            .map_while(Result::ok)
+            .inspect(|line| log.lock().unwrap().push(line.clone()))
             .find_map(|line| line.split("listening on http://").nth(1)?.split_whitespace().next()?.parse().ok())
             .expect("ferry logs its address");
         // keep draining the log so the server never blocks on a full pipe
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = log.clone();
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| kept.lock().unwrap().push(line)));
+        std::thread::spawn(move || lines.for_each(|line| kept.lock().unwrap().push(line)));
         ChildServer { child, addr, log }
     }
 
-    /// The lines it has logged since it said where it listens.
+    /// The lines logged so far at `level` (`ERROR`, `WARN`, `INFO`).
+    pub fn logged(&self, level: &str) -> Vec<String> {
+        let tag = format!(" {level} ");
+        self.log.lock().unwrap().iter().filter(|line| line.contains(&tag)).cloned().collect()
+    }
+
+    /// Every line it has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -242,6 +248,24 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the real binary to completion, failing the test if it runs for more than 10 s (it is then killed). Its
+/// output must fit in the pipes (64 KiB each), which is plenty for the commands tested.
+pub async fn run_ferry(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry starts");
+    if !eventually(|| child.try_wait().expect("ferry's status").is_some()).await {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("ferry {args:?} still ran after 10 s");
+    }
+    child.wait_with_output().expect("ferry's output")
 }
 
 pub fn names_in(dir: &Path) -> Vec<String> {

@@ -5,6 +5,7 @@ use rstest_reuse::template;
 
 mod cli;
 mod connections;
+mod data_safety;
 mod downloads;
 mod faults;
 mod files;

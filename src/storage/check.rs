@@ -1,0 +1,284 @@
+//! Which stored files can be trusted, and where the others go.
+//!
+//! A stored file is sound when its metadata can be read and parsed, names the id it is stored under, and its
+//! content exists with the recorded size (and, when asked, the recorded sha256). Anything else is damaged and is
+//! moved, content and metadata together and under their own names, to `<data>/quarantine/`: a damaged file may be
+//! the only copy of someone's data, so ferry never deletes it. The one thing removed is content that provably
+//! never had metadata, the leftover of a publish interrupted between its two renames: content with no metadata
+//! file of any kind, neither beside it nor in quarantine.
+//!
+//! Startup runs the cheap survey (one read of each metadata file and one stat of each content file); `ferry fsck`
+//! also reads every byte to compare the sha256. Both repair by the same rules.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt, fs, io,
+    path::{Path, PathBuf},
+};
+
+use super::{FileId, StoredFile, sink::hash_file};
+use crate::error::IoContext;
+
+/// What is wrong with a stored file.
+#[derive(Debug)]
+pub enum Damage {
+    /// The metadata file exists but cannot be read.
+    UnreadableMetadata(io::Error),
+    /// The metadata file is empty, truncated or not a metadata record.
+    InvalidMetadata(String),
+    /// The record names another id than the one it is stored under.
+    WrongId(FileId),
+    /// Metadata whose content is missing.
+    MissingContent,
+    /// The content exists but cannot be read (or is not a regular file).
+    UnreadableContent(io::Error),
+    /// The content is shorter or longer than recorded (a crash with `--fsync false`, a disk fault).
+    WrongSize { recorded: u64, actual: u64 },
+    /// The content has the recorded size but other bytes.
+    WrongDigest { recorded: String, actual: String },
+    /// Content without metadata beside it, whose metadata is in quarantine already.
+    MetadataQuarantined,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::UnreadableMetadata(err) => write!(f, "metadata cannot be read: {err}"),
+            Damage::InvalidMetadata(why) => write!(f, "metadata is not a valid record: {why}"),
+            Damage::WrongId(other) => write!(f, "metadata records id {other}, not the id it is stored under"),
+            Damage::MissingContent => f.write_str("metadata has no content"),
+            Damage::UnreadableContent(err) => write!(f, "content cannot be read: {err}"),
+            Damage::WrongSize { recorded, actual } => {
+                write!(f, "content is {actual} bytes, metadata says {recorded}")
+            }
+            Damage::WrongDigest { recorded, actual } => {
+                write!(f, "content's sha256 is {actual}, metadata says {recorded}")
+            }
+            Damage::MetadataQuarantined => f.write_str("content whose metadata is already in quarantine"),
+        }
+    }
+}
+
+/// A damaged file and what of it is on disk.
+#[derive(Debug)]
+pub struct Damaged {
+    pub id: FileId,
+    pub damage: Damage,
+    /// Its entries in `files/`: content, metadata, or both.
+    pub paths: Vec<PathBuf>,
+}
+
+/// What a look at `files/` found.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// The files that can be served, in id order.
+    pub sound: Vec<StoredFile>,
+    pub damaged: Vec<Damaged>,
+    /// Content without any metadata: leftovers of interrupted publishes.
+    pub unpublished: Vec<PathBuf>,
+    /// Entries whose names are not ferry's; left alone.
+    pub foreign: Vec<PathBuf>,
+    /// Files in quarantine before this survey.
+    pub quarantined: usize,
+}
+
+/// How deep a survey looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Metadata and sizes: one read and one stat per file (startup).
+    Sizes,
+    /// Sizes, and the sha256 of every byte (`ferry fsck`).
+    Digests,
+}
+
+/// Looks at every entry of `files` (the survey changes nothing).
+pub fn survey(files: &Path, quarantine: &Path, depth: Depth) -> io::Result<Survey> {
+    #[derive(Default)]
+    struct Seen {
+        content: bool,
+        metadata: bool,
+    }
+    let mut survey = Survey::default();
+    let mut seen: BTreeMap<FileId, Seen> = BTreeMap::new();
+    let entries = match fs::read_dir(files) {
+        // nothing was ever stored
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(survey),
+        entries => entries.context(|| format!("reading {}", files.display()))?,
+    };
+    for entry in entries {
+        let path = entry.context(|| format!("reading {}", files.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (stem, metadata) = name.strip_suffix(".json").map_or((name, false), |stem| (stem, true));
+        let Ok(id) = stem.parse::<FileId>() else {
+            survey.foreign.push(path);
+            continue;
+        };
+        let seen = seen.entry(id).or_default();
+        if metadata { seen.metadata = true } else { seen.content = true }
+    }
+    let (quarantined, metadata_in_quarantine) = look_in_quarantine(quarantine)?;
+    survey.quarantined = quarantined.len();
+    for (id, seen) in seen {
+        let content = files.join(id.to_string());
+        let metadata = metadata_path(files, id);
+        let checked = if seen.metadata {
+            check(id, &content, &metadata, seen.content, depth)
+        } else if metadata_in_quarantine.contains(&id) {
+            Err(Damage::MetadataQuarantined)
+        } else {
+            survey.unpublished.push(content);
+            continue;
+        };
+        match checked {
+            Ok(file) => survey.sound.push(file),
+            Err(damage) => {
+                let paths = [(seen.content, content), (seen.metadata, metadata)];
+                let paths = paths.into_iter().filter_map(|(present, path)| present.then_some(path)).collect();
+                survey.damaged.push(Damaged { id, damage, paths });
+            }
+        }
+    }
+    Ok(survey)
+}
+
+pub fn metadata_path(files: &Path, id: FileId) -> PathBuf {
+    files.join(format!("{id}.json"))
+}
+
+fn check(id: FileId, content: &Path, metadata: &Path, has_content: bool, depth: Depth) -> Result<StoredFile, Damage> {
+    let bytes = fs::read(metadata).map_err(Damage::UnreadableMetadata)?;
+    if bytes.is_empty() {
+        return Err(Damage::InvalidMetadata("the file is empty".into()));
+    }
+    let file: StoredFile = serde_json::from_slice(&bytes).map_err(|err| Damage::InvalidMetadata(err.to_string()))?;
+    if file.id != id {
+        return Err(Damage::WrongId(file.id));
+    }
+    if !has_content {
+        return Err(Damage::MissingContent);
+    }
+    let stat = fs::metadata(content).map_err(Damage::UnreadableContent)?;
+    if !stat.is_file() {
+        return Err(Damage::UnreadableContent(io::Error::other("it is not a regular file")));
+    }
+    if stat.len() != file.size {
+        return Err(Damage::WrongSize { recorded: file.size, actual: stat.len() });
+    }
+    if depth == Depth::Digests {
+        let (_, hasher, _) = fs::File::open(content).and_then(hash_file).map_err(Damage::UnreadableContent)?;
+        let actual = hex::encode(sha2::Digest::finalize(hasher));
+        if actual != file.sha256 {
+            return Err(Damage::WrongDigest { recorded: file.sha256, actual });
+        }
+    }
+    Ok(file)
+}
+
+/// The stored files in quarantine (an id's content and metadata count once, whatever suffix keeps them apart),
+/// and the ids whose metadata is there.
+fn look_in_quarantine(quarantine: &Path) -> io::Result<(BTreeSet<String>, BTreeSet<FileId>)> {
+    let (mut files, mut metadata) = (BTreeSet::new(), BTreeSet::new());
+    let entries = match fs::read_dir(quarantine) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((files, metadata)),
+        entries => entries.context(|| format!("reading {}", quarantine.display()))?,
+    };
+    for entry in entries {
+        let name = entry.context(|| format!("reading {}", quarantine.display()))?.file_name();
+        let name = name.to_string_lossy();
+        let (stem, rest) = name.split_once('.').unwrap_or((&name, ""));
+        if stem.is_empty() {
+            continue; // a hidden file someone left there, not a stored file
+        }
+        if let (Ok(id), true) = (stem.parse::<FileId>(), rest == "json" || rest.starts_with("json.")) {
+            metadata.insert(id);
+        }
+        files.insert(stem.to_owned());
+    }
+    Ok((files, metadata))
+}
+
+/// How many stored files are in quarantine.
+pub fn count_quarantined(quarantine: &Path) -> io::Result<usize> {
+    Ok(look_in_quarantine(quarantine)?.0.len())
+}
+
+/// Moves a damaged file's entries into `quarantine`, keeping their names; a name already taken there gets `.1`,
+/// `.2`… appended, so nothing in quarantine is ever overwritten. Returns where they went.
+///
+/// The check for a free name and the rename are two steps; the data directory's lock keeps every other ferry
+/// out between them.
+pub fn quarantine(quarantine: &Path, damaged: &Damaged) -> io::Result<Vec<PathBuf>> {
+    fs::create_dir_all(quarantine).context(|| format!("creating {}", quarantine.display()))?;
+    let mut moved = Vec::new();
+    for path in &damaged.paths {
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let target = free_name(quarantine, &name)?;
+        fs::rename(path, &target).context(|| format!("moving {} to {}", path.display(), target.display()))?;
+        moved.push(target);
+    }
+    Ok(moved)
+}
+
+/// Makes the moves and removals of a repair durable: syncs `files/` and `quarantine/` (when they exist).
+pub fn sync_dirs(layout: &super::Layout) -> io::Result<()> {
+    for dir in [&layout.files, &layout.quarantine] {
+        match fs::File::open(dir) {
+            Ok(opened) => opened.sync_all().context(|| format!("syncing {}", dir.display()))?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).context(|| format!("syncing {}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
+fn free_name(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    for n in 0u64.. {
+        let candidate = if n == 0 { dir.join(name) } else { dir.join(format!("{name}.{n}")) };
+        match fs::symlink_metadata(&candidate) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(candidate),
+            Err(err) => return Err(err).context(|| format!("looking at {}", candidate.display())),
+            Ok(_) => {}
+        }
+    }
+    unreachable!("u64 names run out")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_never_overwrites_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, quarantine_dir) = (dir.path().join("files"), dir.path().join("quarantine"));
+        fs::create_dir_all(&files).unwrap();
+        fs::create_dir_all(&quarantine_dir).unwrap();
+        let id = FileId::new();
+        fs::write(quarantine_dir.join(id.to_string()), b"first").unwrap();
+        fs::write(quarantine_dir.join(format!("{id}.1")), b"second").unwrap();
+        fs::write(files.join(id.to_string()), b"third").unwrap();
+        let damaged = Damaged { id, damage: Damage::MissingContent, paths: vec![files.join(id.to_string())] };
+        let moved = quarantine(&quarantine_dir, &damaged).unwrap();
+        assert_eq!(moved, vec![quarantine_dir.join(format!("{id}.2"))]);
+        assert_eq!(fs::read(quarantine_dir.join(id.to_string())).unwrap(), b"first");
+        assert_eq!(fs::read(&moved[0]).unwrap(), b"third");
+        assert_eq!(count_quarantined(&quarantine_dir).unwrap(), 1);
+    }
+
+    #[test]
+    fn content_is_unpublished_only_when_no_metadata_exists_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, quarantine_dir) = (dir.path().join("files"), dir.path().join("quarantine"));
+        fs::create_dir_all(&files).unwrap();
+        fs::create_dir_all(&quarantine_dir).unwrap();
+        let (leftover, orphaned) = (FileId::new(), FileId::new());
+        fs::write(files.join(leftover.to_string()), b"a").unwrap();
+        fs::write(files.join(orphaned.to_string()), b"b").unwrap();
+        fs::write(quarantine_dir.join(format!("{orphaned}.json")), b"{").unwrap();
+        let survey = survey(&files, &quarantine_dir, Depth::Sizes).unwrap();
+        assert_eq!(survey.unpublished, vec![files.join(leftover.to_string())]);
+        assert_eq!(survey.damaged.len(), 1);
+        assert!(matches!(survey.damaged[0].damage, Damage::MetadataQuarantined));
+        assert_eq!(survey.quarantined, 1);
+    }
+}
