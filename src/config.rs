@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "FERRY_KEEP_ALIVE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
 
+    /// Free space the data volume keeps: an upload that would go below gets 507 (before its body when
+    /// Content-Length tells), and readiness turns 503 below it. Default: the smaller of 1GiB and 5% of the volume.
+    #[arg(long, env = "FERRY_MIN_FREE_BYTES", value_parser = parse_size)]
+    pub min_free_bytes: Option<u64>,
+
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the server stops anyway,
     /// e.g. `30s`. A second SIGINT stops at once.
     #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]

@@ -62,6 +62,9 @@ pub enum AppError {
     /// The disk is full.
     #[error("the server has no space left to store this file")]
     InsufficientStorage,
+    /// Readiness: the server should not get traffic now, and says why.
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The data directory cannot be used.
     #[error("the service cannot use its storage")]
     Unavailable,
@@ -139,7 +142,7 @@ impl AppError {
             AppError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             AppError::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             AppError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
-            AppError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Unavailable | AppError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -49,11 +49,68 @@ async fn health(state: web::Data<AppState>) -> Result<web::Json<Health>, AppErro
     }
 }
 
-pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(health);
+/// Liveness
+///
+/// 200 while the process serves requests at all; for restarting a wedged process, not for routing traffic.
+#[utoipa::path(tag = "health", responses((status = 200, description = "The process is up", body = Live)))]
+#[get("/health/live")]
+async fn live() -> web::Json<Live> {
+    web::Json(Live { status: "ok" })
 }
 
-/// `ferry healthcheck`: asks a running server for `/health`, so container images need no curl. `Err` says why
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Readiness
+///
+/// 200 when ferry should get traffic: its data directory takes writes, the data volume has more than
+/// `--min-free-bytes` free, and it is not shutting down. 503 otherwise, saying which.
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready for traffic", body = Ready),
+        (status = 503, description = "Not ready: shutting down, data directory not writable, or too little free space", body = ErrorBody),
+    )
+)]
+#[get("/health/ready")]
+async fn ready(state: web::Data<AppState>) -> Result<web::Json<Ready>, AppError> {
+    if state.lifecycle.is_stopping() {
+        return Err(AppError::NotReady("shutting down".into()));
+    }
+    let storage = state.storage.clone();
+    web::block(move || storage.check_writable())
+        .await?
+        .map_err(|err| AppError::NotReady(format!("the data directory cannot be written: {err}")))?;
+    let free = state.storage.free_bytes()?;
+    let min_free = state.storage.min_free();
+    if free < min_free {
+        return Err(AppError::NotReady(format!(
+            "{free} bytes free on the data volume, below the {min_free} kept free"
+        )));
+    }
+    Ok(web::Json(Ready { status: "ready", free_bytes: free, quarantined: state.storage.quarantined() }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// Free bytes on the data volume.
+    #[schema(example = 53687091200_u64)]
+    pub free_bytes: u64,
+    /// Stored files in `<data>/quarantine/`.
+    #[schema(example = 0)]
+    pub quarantined: usize,
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health).service(live).service(ready);
+}
+
+/// `ferry healthcheck`: asks a running server for `/health/ready`, so container images need no curl. `Err` says why
 /// the server is not healthy, in a sentence.
 pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let addr = match addr.ip() {
@@ -71,7 +128,7 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(no_answer)?;
     stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
     stream.set_write_timeout(Some(timeout)).map_err(no_answer)?;
-    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(no_answer)?;
+    write!(stream, "GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(no_answer)?;
     let mut answer = Vec::new();
     stream.take(4096).read_to_end(&mut answer).map_err(no_answer)?;
     let text = String::from_utf8_lossy(&answer);

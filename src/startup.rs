@@ -46,6 +46,10 @@ impl Application {
         let addr = listener.local_addr().map_err(|err| listen_error(config.addr, &err))?;
         let storage = Storage::open(&config.data_dir, config.fsync)
             .map_err(|err| StartupError(format!("cannot use data directory {}: {err}", config.data_dir.display())))?;
+        let min_free = storage.keep_free(config.min_free_bytes).map_err(|err| {
+            StartupError(format!("cannot read the free space of data directory {}: {err}", config.data_dir.display()))
+        })?;
+        log::info!("keeping {} free on the data volume", bytesize::ByteSize(min_free).display().iec());
         let limits = config.limits();
         let cache = FileCache::new(config.cache_bytes, config.cache_max_file_bytes);
         let spec = openapi::spec(&limits);

@@ -52,6 +52,8 @@ struct Inner {
     quarantined: usize,
     /// Held while the storage is open: no other ferry may use the directory meanwhile.
     _lock: DataDirLock,
+    /// Free bytes the data volume keeps: uploads that would go below are refused with 507.
+    min_free: std::sync::atomic::AtomicU64,
 }
 
 impl Storage {
@@ -74,11 +76,49 @@ impl Storage {
         let quarantined = check::count_quarantined(&layout.quarantine)?;
         let Layout { files, tmp, .. } = layout;
         let index = RwLock::new(index);
-        let storage = Storage(Arc::new(Inner { files, tmp, fsync, index, quarantined, _lock: lock }));
+        let storage = Storage(Arc::new(Inner {
+            files,
+            tmp,
+            fsync,
+            index,
+            quarantined,
+            _lock: lock,
+            min_free: Default::default(),
+        }));
         storage.check_writable().context(|| "it is not writable".to_owned())?;
         let files = storage.0.index.read().expect("index lock").len();
         log::info!("storage at {}: {files} files, {quarantined} in quarantine", data_dir.display());
         Ok(storage)
+    }
+
+    /// Free bytes on the data volume, as the unprivileged see it.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        volume(&self.0.tmp).map(|(free, _)| free)
+    }
+
+    /// Keeps `bytes` free on the data volume; `None` takes the smaller of 1 GiB and 5% of the volume.
+    pub fn keep_free(&self, bytes: Option<u64>) -> io::Result<u64> {
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => volume(&self.0.tmp).map(|(_, total)| (total / 20).min(1 << 30))?,
+        };
+        self.0.min_free.store(bytes, std::sync::atomic::Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// The free bytes the data volume keeps.
+    pub fn min_free(&self) -> u64 {
+        self.0.min_free.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// 507 unless `more` bytes can be written and still leave `--min-free-bytes` free.
+    pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
+        let free = self.free_bytes()?;
+        if free.saturating_sub(more) < self.min_free() {
+            log::warn!("refusing {more} more bytes: {free} bytes free, {} kept free", self.min_free());
+            return Err(AppError::InsufficientStorage);
+        }
+        Ok(())
     }
 
     /// Removes what uploads cut short left in `tmp/`: at startup, and after a stop that had to cut uploads.
@@ -237,4 +277,17 @@ fn load_index(layout: &Layout, survey: check::Survey, fsync: bool) -> io::Result
         check::sync_dirs(layout)?;
     }
     Ok(survey.sound.into_iter().map(|file| (file.id, Arc::new(file))).collect())
+}
+
+/// Free bytes (for unprivileged users) and total bytes of the volume holding `path`.
+fn volume(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes only into the struct it is given, and `path` is a valid C string
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let block = stat.f_frsize as u64;
+    Ok((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
 }

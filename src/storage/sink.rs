@@ -20,6 +20,9 @@ pub const CHUNK: usize = 256 * 1024;
 /// server's peak RSS (123 MiB against 63 MiB) for no measurable gain in requests/sec.
 const ASYNC_WRITE_BUF: usize = 128 * 1024;
 
+/// How often, in bytes written, an upload looks at the free space left.
+const ROOM_CHECK: u64 = 8 << 20;
+
 /// How a strategy writes the bytes it has read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -93,6 +96,10 @@ impl UploadSink {
         let size = self.size + chunk.len() as u64;
         if size > self.limit {
             return Err(AppError::PayloadTooLarge { limit: self.limit });
+        }
+        // a body whose size was not announced stops at --min-free-bytes: the volume is looked at every 8 MiB
+        if size / ROOM_CHECK > self.size / ROOM_CHECK {
+            self.storage.ensure_room(ROOM_CHECK)?;
         }
         self.size = size;
         self.hasher.update(&chunk);

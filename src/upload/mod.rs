@@ -371,6 +371,8 @@ async fn receive(
     let limit = strategy.file_limit(&state.limits);
     let max_body = strategy.body_limit(limit);
     let content_length = content_length(req.headers());
+    // one statvfs, inline: it reads the file system's counters, and a thread hop per upload costs more
+    state.storage.ensure_room(content_length.unwrap_or(0))?;
     let upload = Upload { req: &req, storage: &state.storage, strategy, limit, expected_sha256, content_length };
     let (body, probe) = Body::new(payload, state.limits.body_idle_timeout, max_body, limit);
     let stored = match strategy.read() {

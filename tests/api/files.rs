@@ -1,6 +1,6 @@
 //! Listing, metadata and deletion.
 
-use ferry::{download::Reader, storage::StoredFile};
+use ferry::{download::Reader, storage::StoredFile, upload::Strategy};
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
@@ -152,4 +152,61 @@ async fn a_conditional_delete_removes_only_the_file_the_client_has_seen() {
     let res = app.client.delete(&url).header("if-match", &etag).send().await.unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_separately() {
+    let app = spawn_app().await;
+    let live = app.client.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert!(ready["free_bytes"].as_u64().unwrap() > 0, "{ready}");
+
+    std::fs::remove_dir_all(app.tmp_dir()).unwrap();
+    let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("not ready: the data directory cannot be written"), "{body}");
+    assert_eq!(app.client.get(app.url("/health/live")).send().await.unwrap().status(), 200, "still alive");
+}
+
+#[tokio::test]
+async fn below_the_free_space_to_keep_uploads_get_507_and_readiness_turns_503() {
+    let free = {
+        let probe = spawn_app().await;
+        let ready: serde_json::Value =
+            probe.client.get(probe.url("/health/ready")).send().await.unwrap().json().await.unwrap();
+        ready["free_bytes"].as_u64().unwrap()
+    };
+    // a volume that must keep more than it has: nothing fits
+    let full = spawn_app_with(|config| config.min_free_bytes = Some(free + (1 << 30))).await;
+    assert_eq!(full.client.get(full.url("/health/ready")).send().await.unwrap().status(), 503);
+    let head =
+        crate::helpers::request_head(Strategy::StreamDiskWrite, "application/octet-stream", "Content-Length: 10\r\n");
+    let answer = full.exchange(head.as_bytes()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 507") && answer.contains("insufficient_storage"),
+        "refused before the body: {answer}"
+    );
+
+    // a volume with 16 MiB to spare: an unannounced (chunked) 64 MiB body stops at the line
+    let tight = spawn_app_with(|config| {
+        config.min_free_bytes = Some(free - (16 << 20));
+        config.max_upload_bytes = 128 << 20;
+    })
+    .await;
+    let pieces = futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![7u8; 1 << 20])));
+    let res = tight
+        .client
+        .post(tight.url(Strategy::StreamDiskWrite.path()))
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 507);
+    assert_eq!(tight.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(tight.stored_names().is_empty());
 }
