@@ -103,6 +103,11 @@ impl FileCache {
         Lease(entry)
     }
 
+    /// Whether the file is in memory now.
+    pub fn contains(&self, id: FileId) -> bool {
+        self.lock().contains(&id)
+    }
+
     pub fn remove(&self, id: FileId) {
         self.lock().pop(&id);
     }

@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "FERRY_MIN_FREE_BYTES", value_parser = parse_size)]
     pub min_free_bytes: Option<u64>,
 
+    /// Serve Prometheus metrics at `/metrics` on this address, apart from the public port (e.g.
+    /// `127.0.0.1:9100`); none when not given.
+    #[arg(long, env = "FERRY_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the server stops anyway,
     /// e.g. `30s`. A second SIGINT stops at once.
     #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]

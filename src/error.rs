@@ -147,6 +147,11 @@ impl AppError {
         }
     }
 
+    /// The stable code clients and metrics see, e.g. `payload_too_large`.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     /// Errors that can leave part of a request body unread: the connection cannot be reused after them.
     fn abandons_body(&self) -> bool {
         matches!(

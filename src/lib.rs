@@ -1,7 +1,7 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
 //!
 //! The modules form layers, each using only those above it:
-//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`], [`logging`]) → [`state`] → the routes ([`upload`],
+//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`]) → [`state`] → the routes ([`upload`],
 //! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
 //! only [`storage`].
@@ -14,6 +14,7 @@ pub mod files;
 pub mod fsck;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod schema;

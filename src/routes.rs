@@ -13,7 +13,10 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::{
     download,
     error::{AppError, ErrorBody},
-    files, health, upload,
+    files, health,
+    metrics::Now,
+    state::AppState,
+    upload,
 };
 
 /// Every documented operation.
@@ -92,6 +95,20 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         let json = json.json(ErrorBody { error: code.to_owned(), message });
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, json).map_into_right_body()))
     })
+}
+
+/// `GET /metrics` on `--metrics-addr`: the Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (files, stored_bytes) = state.storage.totals();
+    let now = Now {
+        files,
+        stored_bytes,
+        cache_bytes: state.cache.held(),
+        free_bytes: state.storage.free_bytes().unwrap_or(0),
+    };
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode(now))
 }
 
 /// Requests no route took: 405 with `Allow` on a documented path, 404 elsewhere; JSON either way.

@@ -30,7 +30,7 @@ use actix_server::Server;
 use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
     App,
-    body::MessageBody,
+    body::{BodySize, MessageBody},
     dev::{AppConfig, ServiceFactory, ServiceRequest, ServiceResponse},
     http::Method,
 };
@@ -40,7 +40,9 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::{config::Limits, error::AppError, routes::KnownRoutes, state::AppState, upload};
+use crate::{
+    config::Limits, download::Reader, error::AppError, metrics::Metrics, routes::KnownRoutes, state::AppState, upload,
+};
 
 /// Connection settings, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +91,7 @@ pub fn serve<F, T, B>(
     settings: Connections,
     limits: Limits,
     known: actix_web::web::Data<KnownRoutes>,
+    metrics: std::sync::Arc<Metrics>,
     app: F,
 ) -> io::Result<Server>
 where
@@ -114,7 +117,7 @@ where
         // the binary decides what signals do (see `Application::stop_on_signals`)
         .disable_signals()
         .listen("ferry", listener, move || {
-            let (limits, known, stopping) = (limits, known.clone(), stopping.clone());
+            let (limits, known, stopping, metrics) = (limits, known.clone(), stopping.clone(), metrics.clone());
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let stopping = stopping.clone();
@@ -130,7 +133,7 @@ where
                 })
                 .finish(map_config(app().into_factory(), |_| AppConfig::default()));
             let header_timeout = settings.header_timeout;
-            fn_service(move |stream: TcpStream| accept(stream, header_timeout)).and_then(http)
+            fn_service(move |stream: TcpStream| accept(stream, header_timeout, &metrics)).and_then(http)
         })?
         .run())
 }
@@ -140,10 +143,16 @@ type Accepted = (Watched, Protocol, Option<SocketAddr>);
 
 /// Every accepted connection: no Nagle (actix-web #3917: a response whose body comes a moment after its headers
 /// would wait for the client's delayed ACK), and watched.
-fn accept(stream: TcpStream, header_timeout: Duration) -> Ready<Result<Accepted, actix_http::error::DispatchError>> {
+fn accept(
+    stream: TcpStream,
+    header_timeout: Duration,
+    metrics: &Metrics,
+) -> Ready<Result<Accepted, actix_http::error::DispatchError>> {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    ready(Ok((Watched::new(stream, header_timeout), Protocol::Http1, peer)))
+    let mut watched = Watched::new(stream, header_timeout);
+    watched.counted = Some(metrics.connection_opened());
+    ready(Ok((watched, Protocol::Http1, peer)))
 }
 
 /// The `Expect: 100-continue` decision: refuse from the head what the handler would refuse before reading the
@@ -193,12 +202,14 @@ pub struct Watched {
     watch: ConnectionWatch,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// In the open-connections gauge while the connection lives.
+    counted: Option<crate::metrics::GaugeGuard>,
 }
 
 impl Watched {
     fn new(stream: TcpStream, timeout: Duration) -> Self {
         let watch = ConnectionWatch(Rc::new(Cell::new(Phase::Idle)));
-        Watched { stream, watch, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
+        Watched { stream, watch, timeout, deadline: Box::pin(tokio::time::sleep(timeout)), counted: None }
     }
 
     /// Follows the head through the bytes just read.
@@ -268,6 +279,22 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// One answered request in the metrics: by route template (never a path with an id), and for downloads the
+/// bytes promised in Content-Length.
+fn count<B: MessageBody>(metrics: &Metrics, response: &ServiceResponse<B>, seconds: f64) {
+    let request = response.request();
+    let route = request.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = response.status();
+    metrics.request(route, request.method().as_str(), status.as_u16(), seconds);
+    if status.is_success()
+        && let Some(reader) = Reader::ALL.into_iter().find(|reader| reader.template() == route)
+        && let BodySize::Sized(bytes) = response.response().body().size()
+    {
+        metrics.sent(reader.name(), bytes);
+    }
+}
+
 /// Middleware (`wrap_fn`) that tells the connection a request is in progress, and when its response is ready
 /// the connection is waiting for the next head again.
 pub fn track_requests<S, B>(
@@ -276,18 +303,24 @@ pub fn track_requests<S, B>(
 ) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
 where
     S: actix_web::dev::Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
 {
     let watch = req.conn_data::<ConnectionWatch>().cloned();
     if let Some(watch) = &watch {
         watch.0.set(Phase::Busy);
     }
-    let in_flight = req.app_data::<actix_web::web::Data<AppState>>().map(|state| state.lifecycle.start_request());
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+    let in_flight = state.as_ref().map(|state| state.lifecycle.start_request());
+    let started = std::time::Instant::now();
     let response = service.call(req);
     async move {
         let response = response.await;
         drop(in_flight);
         if let Some(watch) = watch {
             watch.0.set(Phase::Idle);
+        }
+        if let (Some(state), Ok(response)) = (state, &response) {
+            count(&state.metrics, response, started.elapsed().as_secs_f64());
         }
         response
     }

@@ -1,7 +1,7 @@
 //! Builds the application: shared state, routes, limits, and a server on a listener it binds itself (port 0 in
 //! tests).
 
-use std::{fmt, io, net::SocketAddr};
+use std::{fmt, io, net::SocketAddr, sync::Arc};
 
 use actix_web::{App, dev::Server, middleware::Logger, web};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -11,6 +11,7 @@ use crate::{
     cache::FileCache,
     config::Config,
     error::AppError,
+    metrics::Metrics,
     openapi,
     routes::{self, KnownRoutes},
     server::{self, Connections},
@@ -36,6 +37,8 @@ pub struct Application {
     addr: SocketAddr,
     lifecycle: Lifecycle,
     storage: Storage,
+    /// `/metrics` on `--metrics-addr`, apart from the public port.
+    metrics_server: Option<(Server, SocketAddr)>,
 }
 
 impl Application {
@@ -56,7 +59,14 @@ impl Application {
         let known = web::Data::new(KnownRoutes::from_spec(&spec));
         let known_routes = known.clone();
         let lifecycle = Lifecycle::default();
-        let state = web::Data::new(AppState { storage: storage.clone(), limits, cache, lifecycle: lifecycle.clone() });
+        let metrics = Arc::new(Metrics::default());
+        let state = web::Data::new(AppState {
+            storage: storage.clone(),
+            limits,
+            cache,
+            lifecycle: lifecycle.clone(),
+            metrics: metrics.clone(),
+        });
         let connections = Connections {
             workers: config.worker_threads(),
             header_timeout: config.header_timeout,
@@ -65,6 +75,7 @@ impl Application {
             max_connections: config.connection_cap(),
         };
         log::info!("at most {} connections at once", connections.max_connections);
+        let scraped = state.clone();
         let app = move || {
             App::new()
                 .app_data(state.clone())
@@ -83,18 +94,35 @@ impl Application {
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .wrap_fn(server::track_requests)
         };
-        let server = server::serve(listener, connections, limits, known_routes, app)
+        let server = server::serve(listener, connections, limits, known_routes, metrics, app)
             .map_err(|err| listen_error(config.addr, &err))?;
-        Ok(Application { server, addr, lifecycle, storage })
+        let metrics_server = match config.metrics_addr {
+            Some(addr) => Some(metrics_server(addr, scraped)?),
+            None => None,
+        };
+        Ok(Application { server, addr, lifecycle, storage, metrics_server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// Where `/metrics` is served, with `--metrics-addr`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until stopped; then removes what uploads cut by the stop left in `tmp/`.
     pub async fn run_until_stopped(self) -> io::Result<()> {
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         self.server.await?;
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         self.storage.sweep_tmp()
     }
 
@@ -121,6 +149,22 @@ impl Application {
         });
         Ok(())
     }
+}
+
+/// A server of its own for `/metrics`, so that the metrics need not share the public port.
+fn metrics_server(addr: SocketAddr, state: web::Data<AppState>) -> Result<(Server, SocketAddr), StartupError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|err| listen_error(addr, &err))?;
+    let bound = listener.local_addr().map_err(|err| listen_error(addr, &err))?;
+    let server = actix_web::HttpServer::new(move || {
+        App::new().app_data(state.clone()).route("/metrics", web::get().to(routes::metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|err| listen_error(addr, &err))?
+    .run();
+    log::info!("metrics at http://{bound}/metrics");
+    Ok((server, bound))
 }
 
 fn listen_error(addr: SocketAddr, err: &io::Error) -> StartupError {

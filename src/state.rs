@@ -5,13 +5,14 @@ use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use crate::{cache::FileCache, config::Limits, storage::Storage};
+use crate::{cache::FileCache, config::Limits, metrics::Metrics, storage::Storage};
 
 pub struct AppState {
     pub storage: Storage,
     pub limits: Limits,
     pub cache: FileCache,
     pub lifecycle: Lifecycle,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Requests in flight, and whether a stop has begun (readiness turns 503 then).

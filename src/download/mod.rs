@@ -174,7 +174,7 @@ async fn serve(
             let opened = NamedFile::open(&path).map_err(missing_is_gone)?;
             named(opened.read_mode_threshold(u64::MAX), &req, span, stored, sized)?
         }
-        Reader::Cached => match state.cache.load(id, file.size, &path).await.map_err(missing_is_gone)? {
+        Reader::Cached => match cache_lookup(&state, id, file.size, &path).await? {
             Some(lease) => {
                 if state.storage.get(id).is_none() {
                     // deleted while we read it: do not keep it
@@ -187,6 +187,12 @@ async fn serve(
         },
     };
     Ok(with_headers(res, &rep, content_range))
+}
+
+/// The cached strategy's lookup, counted as a hit or a miss.
+async fn cache_lookup(state: &AppState, id: FileId, size: u64, path: &Path) -> Result<Option<Lease>, AppError> {
+    state.metrics.cache_lookup(state.cache.contains(id));
+    state.cache.load(id, size, path).await.map_err(missing_is_gone)
 }
 
 /// actix's write buffer takes no more once it holds 32 KiB; a chunk not much larger keeps a slow reader's copy

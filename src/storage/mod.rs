@@ -91,6 +91,12 @@ impl Storage {
         Ok(storage)
     }
 
+    /// How many files are stored, and their bytes.
+    pub fn totals(&self) -> (u64, u64) {
+        let index = self.0.index.read().expect("index lock");
+        (index.len() as u64, index.values().map(|file| file.size).sum())
+    }
+
     /// Free bytes on the data volume, as the unprivileged see it.
     pub fn free_bytes(&self) -> io::Result<u64> {
         volume(&self.0.tmp).map(|(free, _)| free)
@@ -286,7 +292,8 @@ fn volume(path: &Path) -> io::Result<(u64, u64)> {
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: statvfs writes only into the struct it is given, and `path` is a valid C string
     if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(err.kind(), format!("reading the free space of {}: {err}", path.to_string_lossy())));
     }
     let block = stat.f_frsize as u64;
     Ok((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))

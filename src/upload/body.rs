@@ -30,24 +30,25 @@ pub struct Body {
     deadline: Pin<Box<Sleep>>,
     /// The deadline restarts when the reader comes back for more, so time spent writing is not idle time.
     rearm: bool,
-    received: u64,
+    /// Bytes on the wire so far, shared with the probe.
+    received: Rc<Cell<u64>>,
     max_body: u64,
     max_file: u64,
     fault: Rc<Cell<Option<Fault>>>,
 }
 
-/// Tells, after a strategy failed, whether the body's own limits were the cause.
-pub struct FaultProbe(Rc<Cell<Option<Fault>>>);
+/// Tells, after a strategy failed, whether the body's own limits were the cause, and how much of the body came.
+pub struct FaultProbe(Rc<Cell<Option<Fault>>>, Rc<Cell<u64>>);
 
 impl Body {
     /// `max_body` bounds the bytes on the wire (file plus multipart or JSON envelope); `max_file` is the limit
     /// the client is told about.
     pub fn new(payload: web::Payload, idle: Duration, max_body: u64, max_file: u64) -> (Body, FaultProbe) {
-        let fault = Rc::new(Cell::new(None));
+        let (fault, received) = (Rc::new(Cell::new(None)), Rc::new(Cell::new(0)));
         let deadline = Box::pin(tokio::time::sleep(idle));
-        let body =
-            Body { payload, idle, deadline, rearm: false, received: 0, max_body, max_file, fault: fault.clone() };
-        (body, FaultProbe(fault))
+        let (rearm, shared) = (false, received.clone());
+        let body = Body { payload, idle, deadline, rearm, received: shared, max_body, max_file, fault: fault.clone() };
+        (body, FaultProbe(fault, received))
     }
 
     /// Reads the rest of the body into memory (its size is already bounded), into a buffer that starts with
@@ -83,8 +84,8 @@ impl Stream for Body {
         }
         match this.payload.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                this.received += chunk.len() as u64;
-                if this.received > this.max_body {
+                this.received.set(this.received.get() + chunk.len() as u64);
+                if this.received.get() > this.max_body {
                     return this.fail(Fault::TooLarge { limit: this.max_file });
                 }
                 this.rearm = true;
@@ -100,6 +101,11 @@ impl Stream for Body {
 }
 
 impl FaultProbe {
+    /// Body bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.1.get()
+    }
+
     /// The body's own fault wins over whatever error a parser made of it.
     pub fn explain<T>(&self, result: Result<T, AppError>) -> Result<T, AppError> {
         match (result, self.0.get()) {

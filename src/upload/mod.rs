@@ -360,20 +360,52 @@ pub fn strategy_at(path: &str) -> Option<Strategy> {
     Strategy::ALL.into_iter().find(|strategy| strategy.path() == path)
 }
 
-/// Every upload endpoint's body: check what can be checked before reading, read with the strategy, answer 201.
+/// Every upload endpoint's body, counted in the metrics.
 async fn receive(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
     strategy: Strategy,
 ) -> Result<HttpResponse, AppError> {
-    let expected_sha256 = precheck(strategy, &state.limits, &req)?;
+    let in_flight = state.metrics.upload_started();
+    let (answer, received) = store(req, payload, &state, strategy).await;
+    drop(in_flight);
+    state.metrics.received(strategy.name(), received);
+    if let Err(err) = &answer {
+        state.metrics.upload_failed(err.code());
+    }
+    answer
+}
+
+/// Checks what can be checked before reading, reads with the strategy, answers 201; says how many body bytes
+/// came, whatever the answer.
+async fn store(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    strategy: Strategy,
+) -> (Result<HttpResponse, AppError>, u64) {
+    match precheck(strategy, &state.limits, &req) {
+        Ok(expected_sha256) => read_and_publish(&req, payload, state, strategy, expected_sha256).await,
+        Err(refused) => (Err(refused), 0),
+    }
+}
+
+async fn read_and_publish(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    strategy: Strategy,
+    expected_sha256: Option<String>,
+) -> (Result<HttpResponse, AppError>, u64) {
     let limit = strategy.file_limit(&state.limits);
     let max_body = strategy.body_limit(limit);
     let content_length = content_length(req.headers());
     // one statvfs, inline: it reads the file system's counters, and a thread hop per upload costs more
-    state.storage.ensure_room(content_length.unwrap_or(0))?;
-    let upload = Upload { req: &req, storage: &state.storage, strategy, limit, expected_sha256, content_length };
+    if let Err(full) = state.storage.ensure_room(content_length.unwrap_or(0)) {
+        return (Err(full), 0);
+    }
+    let upload = Upload { req, storage: &state.storage, strategy, limit, expected_sha256, content_length };
     let (body, probe) = Body::new(payload, state.limits.body_idle_timeout, max_body, limit);
     let stored = match strategy.read() {
         Read::Raw => raw::receive(&upload, body).await,
@@ -382,11 +414,13 @@ async fn receive(
         Read::PartSpooled => multipart::receive_spooled(&upload, body).await,
         Read::JsonBase64 => json_base64::receive(&upload, body).await,
     };
-    let stored = probe.explain(stored)?;
-    log::info!("stored {} ({} bytes) via {}", stored.id, stored.size, strategy.name());
-    let warning = (strategy.read() == Read::Raw).then(|| raw::warning(&req)).flatten();
-    let location = format!("/files/{}", stored.id);
-    Ok(HttpResponse::Created().insert_header((header::LOCATION, location)).json(Created { file: stored, warning }))
+    let answer = probe.explain(stored).map(|stored| {
+        log::info!("stored {} ({} bytes) via {}", stored.id, stored.size, strategy.name());
+        let warning = (strategy.read() == Read::Raw).then(|| raw::warning(req)).flatten();
+        let location = format!("/files/{}", stored.id);
+        HttpResponse::Created().insert_header((header::LOCATION, location)).json(Created { file: stored, warning })
+    });
+    (answer, probe.received())
 }
 
 /// actix has already refused malformed and duplicate values with 400, and chunked bodies have none.

@@ -210,3 +210,55 @@ async fn below_the_free_space_to_keep_uploads_get_507_and_readiness_turns_503() 
     assert_eq!(tight.tmp_settles_empty().await, Vec::<String>::new());
     assert!(tight.stored_names().is_empty());
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_bytes_by_strategy_and_failures_by_code() {
+    let app = spawn_app_with(|config| config.metrics_addr = Some("127.0.0.1:0".parse().unwrap())).await;
+    let bytes = crate::helpers::pattern(100_000);
+    let mut ids = Vec::new();
+    for strategy in [Strategy::Single, Strategy::StreamDiskWrite] {
+        let res = app.upload(strategy, &bytes).await;
+        assert_eq!(res.status(), 201);
+        ids.push(res.json::<StoredFile>().await.unwrap().id.to_string());
+    }
+    let too_big =
+        app.upload(Strategy::Single, &crate::helpers::pattern(crate::helpers::MAX_BUFFERED as usize + 1)).await;
+    assert_eq!(too_big.status(), 413);
+    for _ in 0..2 {
+        let res = app.download(Reader::Cached, &ids[0]).send().await.unwrap();
+        assert_eq!(res.bytes().await.unwrap().len(), bytes.len());
+    }
+    assert_eq!(app.client.get(app.url("/files/0190")).send().await.unwrap().status(), 404);
+
+    let url = format!("http://{}/metrics", app.metrics_addr.unwrap());
+    let text = app.client.get(url).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        let line =
+            text.lines().find(|line| line.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("ferry_http_requests_total{route=\"/files/upload/single\",method=\"POST\",status=\"201\"}"), 1.0);
+    assert_eq!(
+        value("ferry_http_requests_total{route=\"/files/download/cached/{id}\",method=\"GET\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(value("ferry_http_requests_total{route=\"/files/{id}\",method=\"GET\",status=\"404\"}"), 1.0);
+    assert!(
+        value("ferry_received_bytes_total{strategy=\"single\"}") > bytes.len() as f64,
+        "the multipart envelope counts"
+    );
+    assert_eq!(value("ferry_received_bytes_total{strategy=\"stream/async_read_and_disk_write\"}"), bytes.len() as f64);
+    assert_eq!(value("ferry_sent_bytes_total{strategy=\"cached\"}"), 2.0 * bytes.len() as f64);
+    assert_eq!(value("ferry_uploads_failed_total{code=\"payload_too_large\"}"), 1.0);
+    assert_eq!((value("ferry_cache_hits_total"), value("ferry_cache_misses_total")), (1.0, 1.0));
+    assert_eq!(value("ferry_stored_files"), 2.0);
+    assert_eq!(value("ferry_stored_bytes"), 2.0 * bytes.len() as f64);
+    assert_eq!(value("ferry_uploads_in_flight"), 0.0);
+    assert!(value("ferry_open_connections") >= 1.0);
+    assert!(value("ferry_volume_free_bytes") > 0.0);
+    assert!(!ids.iter().any(|id| text.contains(id.as_str())), "no label carries a file id");
+    assert!(
+        text.contains("ferry_http_request_duration_seconds_bucket{le=\"0.001\",route=\"/files/upload/single\"}"),
+        "{text}"
+    );
+}

@@ -22,6 +22,8 @@ pub const MAX_BUFFERED: u64 = 320 * 1024;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is, when the app was configured with a metrics address.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     /// Removes the data directory with the app, when the app made it.
@@ -37,9 +39,9 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(data_dir.path());
     tune(&mut config);
     let app = Application::build(&config).expect("server starts");
-    let addr = app.local_addr();
+    let (addr, metrics_addr) = (app.local_addr(), app.metrics_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { addr, client: client(), data_dir: data_dir.path().to_owned(), _temp: Some(data_dir) }
+    TestApp { addr, metrics_addr, client: client(), data_dir: data_dir.path().to_owned(), _temp: Some(data_dir) }
 }
 
 fn client() -> reqwest::Client {
@@ -83,7 +85,7 @@ pub fn file_limit(strategy: Strategy) -> u64 {
 impl TestApp {
     /// The request helpers, aimed at a server running as a child process on `data_dir`.
     pub fn for_child(server: &ChildServer, data_dir: &Path) -> TestApp {
-        TestApp { addr: server.addr, client: client(), data_dir: data_dir.to_owned(), _temp: None }
+        TestApp { addr: server.addr, metrics_addr: None, client: client(), data_dir: data_dir.to_owned(), _temp: None }
     }
 
     pub fn url(&self, path: &str) -> String {
