@@ -152,41 +152,22 @@ macro_rules! endpoints {
             $(cfg.service($handler);)*
         }
     };
-    (@handler Raw, [$($doc:tt)*], $variant:ident, $path:tt, $handler:ident) => {
-        $($doc)*
-        #[utoipa::path(
-            tag = "upload",
-            params(RawQuery, ChecksumHeader),
-            request_body(content = Binary, content_type = "application/octet-stream",
-                description = "The file's bytes, stored as sent."),
-            responses(UploadResponses)
-        )]
-        #[post($path)]
-        async fn $handler(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-            receive(req, body, state, Strategy::$variant).await
-        }
+    // what each kind of body documents: its parameters and its request body
+    (@handler Raw, $($rest:tt)*) => {
+        endpoints!(@fn [params(RawQuery, ChecksumHeader), request_body(content = Binary,
+            content_type = "application/octet-stream", description = "The file's bytes, stored as sent.")] $($rest)*);
     };
-    (@handler JsonBase64, [$($doc:tt)*], $variant:ident, $path:tt, $handler:ident) => {
-        $($doc)*
-        #[utoipa::path(
-            tag = "upload",
-            params(ChecksumHeader),
-            request_body(content = Base64Upload, content_type = "application/json"),
-            responses(UploadResponses)
-        )]
-        #[post($path)]
-        async fn $handler(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-            receive(req, body, state, Strategy::$variant).await
-        }
+    (@handler JsonBase64, $($rest:tt)*) => {
+        endpoints!(@fn [params(ChecksumHeader),
+            request_body(content = Base64Upload, content_type = "application/json")] $($rest)*);
     };
-    (@handler $multipart:ident, [$($doc:tt)*], $variant:ident, $path:tt, $handler:ident) => {
+    (@handler $multipart:ident, $($rest:tt)*) => {
+        endpoints!(@fn [params(ChecksumHeader),
+            request_body(content = MultipartUpload, content_type = "multipart/form-data")] $($rest)*);
+    };
+    (@fn [$($openapi:tt)*] [$($doc:tt)*], $variant:ident, $path:tt, $handler:ident) => {
         $($doc)*
-        #[utoipa::path(
-            tag = "upload",
-            params(ChecksumHeader),
-            request_body(content = MultipartUpload, content_type = "multipart/form-data"),
-            responses(UploadResponses)
-        )]
+        #[utoipa::path(tag = "upload", $($openapi)*, responses(UploadResponses))]
         #[post($path)]
         async fn $handler(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
             receive(req, body, state, Strategy::$variant).await
