@@ -74,7 +74,7 @@ DPKG
   rm -rf "$root"/usr/share/{man,info,locale,groff,lintian,linda}/* "$root"/var/lib/apt/lists/* \
     "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*.log
   tar --numeric-owner -C "$root" -c . \
-    | podman import --change "LABEL $label=$1" --change 'CMD ["bash"]' - "$debian" >/dev/null
+    | podman import --quiet --change "LABEL $label=$1" --change 'CMD ["bash"]' - "$debian" >/dev/null
   rm -rf "$root"
 }
 
