@@ -465,7 +465,8 @@ check "rm -sfv bench-ferry removes the bench's ferry and its volume (everything 
 step "9. report and tear down"
 size=$(podman image inspect --format '{{.Size}}' ferry:latest)
 base_size=$(podman image inspect --format '{{.Size}}' docker.io/library/debian:bookworm-slim)
-echo "image ferry:latest: $((size / 1000000)) MB ($((base_size / 1000000)) MB of it the Debian base stand-in, $(((size - base_size) / 1000000)) MB ferry's own layers)"
+mb() { awk -v bytes="$1" 'BEGIN { printf "%.1f MB", bytes / 1e6 }'; }
+echo "image ferry:latest: $(mb "$size") ($(mb "$base_size") of it the Debian base stand-in, $(mb $((size - base_size))) ferry's own layers)"
 echo "from up to healthy: $healthy_after s (health checks run every second by this test; Docker runs the first after interval=10s)"
 all_profiles down -v --remove-orphans || die "docker-compose down -v"
 check "down -v leaves no container, volume or network of the project" \
