@@ -1,16 +1,18 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
 //!
 //! The modules form layers, each using only those above it:
-//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`], [`logging`]) → [`state`] → the routes ([`upload`],
+//! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`logging`]) → [`state`] → the routes ([`upload`],
 //! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod files;
 pub mod health;
+pub mod links;
 pub mod logging;
 pub mod openapi;
 pub mod routes;
