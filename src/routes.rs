@@ -148,7 +148,8 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
     let refused = match (req.app_data::<web::Data<AppState>>(), req.app_data::<web::Data<KnownRoutes>>()) {
-        (Some(state), Some(known)) => {
+        // with auth off, nothing to look up per request
+        (Some(state), Some(known)) if state.gate.tokens.enabled() => {
             let (method, path) = (req.method().as_str(), req.path());
             match state.gate.authorize(known.access(method, path), method, path, req.query_string(), req.headers()) {
                 Ok(Admitted::Token(name)) => {
