@@ -112,8 +112,9 @@ async fn remove(req: HttpRequest, state: web::Data<AppState>, id: web::Path<File
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LinkQuery {
-    /// How long the link works, e.g. `30m`, `1h`, `2days`, or seconds (default `1h`); capped at the server's
-    /// `--max-link-ttl` (7 days by default).
+    /// How long the link works: a number of seconds, or of `s`, `m`, `h`, `d` or `w` (`30m`, `1h`, `7d`;
+    /// default `1h`); capped at the server's `--max-link-ttl` (7 days by default).
+    #[param(pattern = r"^[0-9]{1,9}[smhdw]?$")]
     pub expires_in: Option<String>,
 }
 
@@ -153,11 +154,11 @@ async fn create_link(
     query: web::Query<LinkQuery>,
 ) -> Result<web::Json<SignedLink>, AppError> {
     let file = state.storage.get(*id).ok_or(AppError::NotFound)?;
-    let ttl = match query.expires_in.as_deref().map(str::trim) {
-        None | Some("") => Duration::from_secs(3600),
-        Some(secs) if secs.bytes().all(|b| b.is_ascii_digit()) => Duration::from_secs(secs.parse().unwrap_or(u64::MAX)),
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|err| AppError::InvalidQuery(format!("expires_in is not a duration: {err}")))?,
+    let ttl = match query.expires_in.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(text) => parse_ttl(text).ok_or_else(|| {
+            AppError::InvalidQuery("expires_in must be 1 to 9 digits and an optional s, m, h, d or w".to_owned())
+        })?,
     };
     let id = file.id.to_string();
     let (query, expires) = state.gate.links.sign("GET", &id, ttl);
@@ -167,6 +168,23 @@ async fn create_link(
         url: format!("{}://{}{path}?{query}", conn.scheme(), conn.host()),
         expires_at: humantime::format_rfc3339_seconds(expires).to_string(),
     }))
+}
+
+/// `expires_in` as its schema's pattern has it: `^[0-9]{1,9}[smhdw]?$`.
+fn parse_ttl(text: &str) -> Option<Duration> {
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'0'..=b'9' => (text, 1),
+        b's' => (&text[..text.len() - 1], 1),
+        b'm' => (&text[..text.len() - 1], 60),
+        b'h' => (&text[..text.len() - 1], 3600),
+        b'd' => (&text[..text.len() - 1], 86_400),
+        b'w' => (&text[..text.len() - 1], 604_800),
+        _ => return None,
+    };
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(digits.parse::<u64>().ok()? * unit))
 }
 
 pub fn configure(cfg: &mut ServiceConfig) {

@@ -299,12 +299,12 @@ async fn a_signed_link_downloads_without_a_token_until_it_expires_and_only_as_si
 async fn a_link_lives_at_most_max_link_ttl() {
     let (app, tokens) = secured(|config| config.max_link_ttl = Duration::from_secs(600)).await;
     let id = store(&app, &tokens.all).await;
-    let signed = link(&app, &tokens.all, &id, "30days").await;
+    let signed = link(&app, &tokens.all, &id, "30d").await;
     let expires_at = humantime::parse_rfc3339(signed["expires_at"].as_str().unwrap()).unwrap();
     assert!(expires_at <= SystemTime::now() + Duration::from_secs(601), "{signed}");
     let res = app
         .client
-        .post(app.url(&format!("/files/{id}/links?expires_in=soon")))
+        .post(app.url(&format!("/files/{id}/links?expires_in=1y")))
         .bearer_auth(&tokens.all)
         .send()
         .await
