@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser, Subcommand};
 
+use crate::auth::Scope;
+
 /// ferry: upload and download files over HTTP, every strategy of the FastAPI benchmark as a safe endpoint.
 ///
 /// With no command, ferry serves: `ferry --data-dir X` is `ferry serve --data-dir X`.
@@ -20,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the API (the default when no command is given).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print the OpenAPI document, for the default limits, as JSON and exit.
     Openapi,
     /// Ask a running ferry whether it is healthy; exit 0 when it is (for container health checks).
@@ -28,12 +30,14 @@ pub enum Command {
     /// Check every stored file (metadata, size, sha256) of a data directory no ferry is using; exit 0 when all are
     /// sound, 1 when some are damaged, 2 when the check cannot run.
     Fsck(Fsck),
+    /// Create, list and revoke the access tokens in the tokens file.
+    Token(TokenArgs),
 }
 
 impl Cli {
     /// The command to run; serving when none was named.
     pub fn command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(self.serve))
+        self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
     }
 }
 
@@ -60,6 +64,59 @@ pub struct Fsck {
     /// ferry applies at startup.
     #[arg(long)]
     pub repair: bool,
+}
+
+/// `ferry token`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The data directory whose `tokens` file to use.
+    #[arg(long, env = "FERRY_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// The tokens file, when not `<data-dir>/tokens`.
+    #[arg(long, env = "FERRY_TOKENS_FILE", global = true)]
+    pub tokens_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+impl TokenArgs {
+    pub fn tokens_path(&self) -> PathBuf {
+        self.tokens_file.clone().unwrap_or_else(|| self.data_dir.join(TOKENS_FILE))
+    }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenAction {
+    /// Make a token, print it once, and store its hash (never the token) in the tokens file.
+    Create {
+        /// What the token is for; logged with each request it makes, and what `revoke` takes.
+        #[arg(long)]
+        name: String,
+        /// What it may do: `upload`, `read`, `delete`, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<Scope>,
+    },
+    /// List the tokens' names and scopes.
+    List,
+    /// Remove a token; a running ferry stops accepting it within a second, without a restart.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+/// The tokens file's name in the data directory.
+pub const TOKENS_FILE: &str = "tokens";
+
+/// When requests need a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// When the tokens file exists (at start or later).
+    Auto,
+    /// Always: without a tokens file, no token is valid.
+    Token,
 }
 
 /// `ferry serve`'s options.
@@ -130,6 +187,32 @@ pub struct Config {
     /// descriptors uploads and downloads need.
     #[arg(long, env = "FERRY_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
+
+    /// `token` requires a bearer token on every operation but health and docs; `auto` does when the tokens
+    /// file exists.
+    #[arg(long, env = "FERRY_AUTH", value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
+
+    /// The tokens file (`ferry token create` writes it), when not `<data-dir>/tokens`.
+    #[arg(long, env = "FERRY_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Listen on a non-loopback address without authentication (refused otherwise).
+    #[arg(long, env = "FERRY_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// Secret of the signed download links; by default one is made once in `<data-dir>/link-secret`.
+    #[arg(long, env = "FERRY_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
+
+    /// Longest lifetime of a signed link, e.g. `1h`, `7days`.
+    #[arg(long, env = "FERRY_MAX_LINK_TTL", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub max_link_ttl: Duration,
+
+    /// An origin allowed to call ferry from a browser (CORS), e.g. `https://app.example`; repeatable, or `*`.
+    /// Without it, no CORS headers are sent.
+    #[arg(long, env = "FERRY_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
 }
 
 impl Config {
@@ -154,6 +237,11 @@ impl Config {
             0 => crate::server::default_max_connections(),
             n => n,
         }
+    }
+
+    /// `--tokens-file`, or `<data-dir>/tokens`.
+    pub fn tokens_path(&self) -> PathBuf {
+        self.tokens_file.clone().unwrap_or_else(|| self.data_dir.join(TOKENS_FILE))
     }
 
     pub fn limits(&self) -> Limits {
@@ -204,7 +292,7 @@ mod tests {
 
     fn serve(args: &[&str]) -> Config {
         match Cli::parse_from(args).command() {
-            Command::Serve(config) => config,
+            Command::Serve(config) => *config,
             other => panic!("{args:?} parsed as {other:?}"),
         }
     }

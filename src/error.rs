@@ -59,6 +59,12 @@ pub enum AppError {
     /// The requested range starts past the end of the file.
     #[error("the requested range is outside the file's {size} bytes")]
     RangeNotSatisfiable { size: u64 },
+    /// No token, or one the server does not know (the token itself is never part of the message).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A known token without the operation's scope, or a signed link that does not hold.
+    #[error("{0}")]
+    Forbidden(String),
     /// The disk is full.
     #[error("the server has no space left to store this file")]
     InsufficientStorage,
@@ -134,6 +140,8 @@ impl AppError {
             AppError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             AppError::InvalidBase64(_) => (StatusCode::BAD_REQUEST, "invalid_base64"),
             AppError::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "digest_mismatch"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound | AppError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
@@ -187,6 +195,9 @@ impl ResponseError for AppError {
             }
             AppError::MethodNotAllowed { allow } => {
                 res.insert_header((header::ALLOW, allow.as_str()));
+            }
+            AppError::Unauthorized(_) => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"ferry\""));
             }
             _ => {}
         }

@@ -1,12 +1,14 @@
-//! Listing, looking up and deleting stored files.
+//! Listing, looking up and deleting stored files, and signing download links to them.
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, http::header, web};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, http::header, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
-    download::http::Representation,
+    download::{Reader, http::Representation},
     error::{AppError, ErrorBody},
     state::AppState,
     storage::{FileId, StoredFile},
@@ -107,6 +109,84 @@ async fn remove(req: HttpRequest, state: web::Data<AppState>, id: web::Path<File
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// How long the link works: a number of seconds, or of `s`, `m`, `h`, `d` or `w` (`30m`, `1h`, `7d`;
+    /// default `1h`); capped at the server's `--max-link-ttl` (7 days by default).
+    #[param(pattern = r"^[0-9]{1,9}[smhdw]?$")]
+    pub expires_in: Option<String>,
+}
+
+/// A signed download link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedLink {
+    /// A download URL that needs no token until it expires. Its `expires` and `signature` parameters work on
+    /// every download strategy's path.
+    #[schema(
+        example = "http://127.0.0.1:8000/files/download/stream/sync_read/01936b2e-7c4a-7d3e-9a51-4f0c2b8e1a77?expires=1795000000&signature=5d41…"
+    )]
+    pub url: String,
+    /// When it stops working (RFC 3339).
+    #[schema(example = "2026-11-28T12:00:00Z")]
+    pub expires_at: String,
+}
+
+/// Create a signed download link
+///
+/// Answers a download URL carrying an expiry and an HMAC-SHA256 signature over the method, the file id and the
+/// expiry: anyone holding it can download the file, through any download strategy, until it expires. A
+/// changed id, expiry or signature, or a use after expiry, gets 403.
+#[utoipa::path(
+    tag = "files",
+    params(("id" = uuid::Uuid, Path, description = "File id"), LinkQuery),
+    responses(
+        (status = 200, description = "The link", body = SignedLink),
+        (status = 400, description = "`expires_in` is not a duration (`invalid_query`)", body = ErrorBody),
+        (status = 404, description = "No such file", body = ErrorBody),
+    )
+)]
+#[post("/files/{id}/links")]
+async fn create_link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<FileId>,
+    query: web::Query<LinkQuery>,
+) -> Result<web::Json<SignedLink>, AppError> {
+    let file = state.storage.get(*id).ok_or(AppError::NotFound)?;
+    let ttl = match query.expires_in.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(text) => parse_ttl(text).ok_or_else(|| {
+            AppError::InvalidQuery("expires_in must be 1 to 9 digits and an optional s, m, h, d or w".to_owned())
+        })?,
+    };
+    let id = file.id.to_string();
+    let (query, expires) = state.gate.links.sign("GET", &id, ttl);
+    let conn = req.connection_info();
+    let path = Reader::SyncRead.path(&id);
+    Ok(web::Json(SignedLink {
+        url: format!("{}://{}{path}?{query}", conn.scheme(), conn.host()),
+        expires_at: humantime::format_rfc3339_seconds(expires).to_string(),
+    }))
+}
+
+/// `expires_in` as its schema's pattern has it: `^[0-9]{1,9}[smhdw]?$`.
+fn parse_ttl(text: &str) -> Option<Duration> {
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'0'..=b'9' => (text, 1),
+        b's' => (&text[..text.len() - 1], 1),
+        b'm' => (&text[..text.len() - 1], 60),
+        b'h' => (&text[..text.len() - 1], 3600),
+        b'd' => (&text[..text.len() - 1], 86_400),
+        b'w' => (&text[..text.len() - 1], 604_800),
+        _ => return None,
+    };
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(digits.parse::<u64>().ok()? * unit))
+}
+
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list).service(metadata).service(remove);
+    cfg.service(list).service(metadata).service(remove).service(create_link);
 }

@@ -1,11 +1,12 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
 //!
 //! The modules form layers, each using only those above it:
-//! leaves ([`config`], [`error`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`]) → [`state`] → the routes ([`upload`],
+//! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`]) → [`state`] → the routes ([`upload`],
 //! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
 //! only [`storage`].
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod download;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod fsck;
 pub mod health;
+pub mod links;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;

@@ -5,7 +5,8 @@ use std::{
 
 use clap::Parser;
 use ferry::{
-    config::{Cli, Command, Limits},
+    auth,
+    config::{Cli, Command, Limits, TokenAction, TokenArgs},
     fsck, health, openapi,
     startup::Application,
 };
@@ -20,6 +21,7 @@ async fn main() -> ExitCode {
             Ok(()) => Ok(()),
             Err(problem) => Err(format!("unhealthy: {problem}")),
         },
+        Command::Token(args) => token(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,6 +54,34 @@ fn check(options: &ferry::config::Fsck) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `ferry token create|list|revoke`.
+fn token(args: &TokenArgs) -> Result<(), String> {
+    let path = args.tokens_path();
+    let file = path.display();
+    match &args.action {
+        TokenAction::Create { name, scopes } => {
+            let token =
+                auth::create_token(&path, name, scopes).map_err(|err| format!("cannot create the token: {err}"))?;
+            let scopes: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
+            eprintln!("created token {name} ({}) in {file}; it is shown only this once:", scopes.join(","));
+            println!("{token}");
+        }
+        TokenAction::List => {
+            for entry in auth::list_tokens(&path).map_err(|err| format!("cannot read {file}: {err}"))? {
+                let scopes: Vec<&str> = entry.scopes.iter().map(|s| s.name()).collect();
+                println!("{}\t{}", entry.name, scopes.join(","));
+            }
+        }
+        TokenAction::Revoke { name } => {
+            if !auth::revoke_token(&path, name).map_err(|err| format!("cannot revoke in {file}: {err}"))? {
+                return Err(format!("no token named {name} in {file}"));
+            }
+            eprintln!("revoked token {name}; a running ferry refuses it within a second");
+        }
+    }
+    Ok(())
 }
 
 /// `ferry openapi | head` closes the pipe early; that is not an error.

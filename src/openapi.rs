@@ -7,16 +7,18 @@ use serde_json::json;
 use utoipa::{
     OpenApi,
     openapi::{
-        HttpMethod, RefOr,
+        ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder,
         extensions::Extensions,
         link::LinkBuilder,
         path::{Operation, PathItem},
         response::Response,
+        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
     },
 };
 use utoipa_actix_web::AppExt;
 
 use crate::{
+    auth::Access,
     config::Limits,
     download::Reader,
     error::{AppError, ErrorBody},
@@ -38,7 +40,7 @@ use crate::{
     tags(
         (name = "upload", description = "Nine ways to receive a file. All answer 201 with the stored file's metadata."),
         (name = "download", description = "Five ways to send a file, with identical headers, conditional requests and ranges."),
-        (name = "files", description = "List, inspect and delete stored files."),
+        (name = "files", description = "List, inspect and delete stored files; sign download links."),
         (name = "health", description = "Service health."),
     ),
     components(schemas(ErrorBody, Binary))
@@ -58,6 +60,7 @@ pub fn spec(limits: &Limits) -> utoipa::openapi::OpenApi {
             created.links.extend(links.iter().cloned());
         }
     }
+    secure(&mut api);
     for (order, &reader) in Reader::ALL.iter().enumerate() {
         let ext = json!({"kind": "download", "strategy": reader.name(), "streamed": reader.streamed(), "order": order});
         for method in [HttpMethod::Get, HttpMethod::Head] {
@@ -65,6 +68,46 @@ pub fn spec(limits: &Limits) -> utoipa::openapi::OpenApi {
         }
     }
     api
+}
+
+/// Every operation that needs a token (see [`Access::for_operation`]) requires the bearer scheme with its scope
+/// and documents the 401 and 403 answers; Swagger UI's "Authorize" button fills the header in.
+fn secure(api: &mut utoipa::openapi::OpenApi) {
+    let scheme = Http::builder()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("ferry token")
+        .description(Some("A token from `ferry token create`, sent as `Authorization: Bearer <token>`."))
+        .build();
+    api.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    let error = |description: &str, err: AppError, code: &str| {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .example(Some(error_example(&err, code)))
+            .build();
+        RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
+    };
+    for item in api.paths.paths.values_mut() {
+        let ops =
+            [("GET", &mut item.get), ("HEAD", &mut item.head), ("POST", &mut item.post), ("DELETE", &mut item.delete)];
+        for (method, op) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            let tag = op.tags.as_ref().and_then(|tags| tags.first()).map_or("", String::as_str);
+            let access = Access::for_operation(tag, method);
+            let Some(scope) = access.scope() else { continue };
+            op.security = Some(vec![SecurityRequirement::new("bearer", [scope.name()])]);
+            let responses = &mut op.responses.responses;
+            let missing = AppError::Unauthorized("this operation needs `Authorization: Bearer <token>`");
+            let why = "No token, or one the server does not know (`unauthorized`); with `WWW-Authenticate: Bearer`";
+            responses.insert("401".to_owned(), error(why, missing, "unauthorized"));
+            let forbidden = if access == Access::TokenOrLink {
+                "The token lacks the `read` scope, or the signed link is altered or expired (`forbidden`)"
+            } else {
+                "The token lacks the operation's scope (`forbidden`)"
+            };
+            let lacks = AppError::Forbidden(format!("the token lacks the `{}` scope", scope.name()));
+            responses.insert("403".to_owned(), error(forbidden, lacks, "forbidden"));
+        }
+    }
 }
 
 /// utoipa gives a `method(get, head)` handler one operation id for both, and operation ids must be unique.

@@ -1,16 +1,19 @@
 //! Every route, documented or not: the API's operations, the front door and what answers when nothing matches.
 
+use actix_service::Service;
 use actix_web::{
-    HttpRequest, HttpResponse,
-    body::MessageBody,
-    dev::ServiceResponse,
+    HttpMessage, HttpRequest, HttpResponse,
+    body::{EitherBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
     http::{StatusCode, header},
     middleware::{ErrorHandlerResponse, ErrorHandlers},
     web,
 };
+use futures_util::future::Either;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
+    auth::{Access, Admitted, TokenName},
     download,
     error::{AppError, ErrorBody},
     files, health,
@@ -35,8 +38,15 @@ pub fn front_door(cfg: &mut web::ServiceConfig) {
         .route("/docs", web::get().to(move || async move { to_docs(HttpResponse::PermanentRedirect()) }));
 }
 
-/// The documented paths and their methods, to tell "no such path" (404) from "not with this method" (405).
-pub struct KnownRoutes(Vec<(Vec<String>, String)>);
+/// The documented paths and their methods, to tell "no such path" (404) from "not with this method" (405), and
+/// what access each operation needs (from its tag, see [`Access::for_operation`]).
+pub struct KnownRoutes(Vec<Route>);
+
+struct Route {
+    template: Vec<String>,
+    allow: String,
+    access: Vec<(&'static str, Access)>,
+}
 
 impl KnownRoutes {
     pub fn from_spec(api: &utoipa::openapi::OpenApi) -> Self {
@@ -49,20 +59,43 @@ impl KnownRoutes {
                 ("DELETE", &item.delete),
                 ("PATCH", &item.patch),
             ];
-            let allow: Vec<&str> = methods.iter().filter(|(_, op)| op.is_some()).map(|(m, _)| *m).collect();
-            (path.split('/').map(str::to_owned).collect(), allow.join(", "))
+            let ops: Vec<(&'static str, &utoipa::openapi::path::Operation)> =
+                methods.iter().filter_map(|(m, op)| Some((*m, op.as_ref()?))).collect();
+            let allow: Vec<&str> = ops.iter().map(|(m, _)| *m).collect();
+            let access = ops
+                .iter()
+                .map(|(m, op)| {
+                    let tag = op.tags.as_ref().and_then(|tags| tags.first()).map_or("", String::as_str);
+                    (*m, Access::for_operation(tag, m))
+                })
+                .collect();
+            Route { template: path.split('/').map(str::to_owned).collect(), allow: allow.join(", "), access }
         });
         KnownRoutes(routes.collect())
     }
 
+    fn route(&self, path: &str) -> Option<&Route> {
+        let segments = path.split('/');
+        self.0.iter().find(|route| {
+            segments.clone().count() == route.template.len()
+                && route
+                    .template
+                    .iter()
+                    .zip(segments.clone())
+                    .all(|(t, s)| *t == s || (t.starts_with('{') && !s.is_empty()))
+        })
+    }
+
+    /// What `method` on `path` needs; open for what is not a documented operation (it answers 404 or 405).
+    pub fn access(&self, method: &str, path: &str) -> Access {
+        self.route(path)
+            .and_then(|route| route.access.iter().find(|(m, _)| *m == method))
+            .map_or(Access::Open, |(_, access)| *access)
+    }
+
     /// The `Allow` value for a path, if it is a documented one.
     pub fn allowed(&self, path: &str) -> Option<&str> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.0.iter().find_map(|(template, allow)| {
-            let matches = template.len() == segments.len()
-                && template.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()));
-            matches.then_some(allow.as_str())
-        })
+        self.route(path).map(|route| route.allow.as_str())
     }
 }
 
@@ -117,4 +150,49 @@ pub async fn unrouted(req: HttpRequest, known: web::Data<KnownRoutes>) -> Result
         Some(allow) => AppError::MethodNotAllowed { allow: allow.to_owned() },
         None => AppError::NoRoute(format!("{} {}", req.method(), req.path())),
     })
+}
+
+/// Middleware (`wrap_fn`) that lets a request reach its handler only when [`crate::auth::Gate::authorize`]
+/// admits it: before routing, so a refused upload never reads a body byte. A refused request that has a body
+/// closes the connection, as a 413 does.
+pub fn guard<S, B>(
+    req: ServiceRequest,
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let refused = match (req.app_data::<web::Data<AppState>>(), req.app_data::<web::Data<KnownRoutes>>()) {
+        // with auth off, nothing to look up per request
+        (Some(state), Some(known)) if state.gate.tokens.enabled() => {
+            let (method, path) = (req.method().as_str(), req.path());
+            match state.gate.authorize(known.access(method, path), method, path, req.query_string(), req.headers()) {
+                Ok(Admitted::Token(name)) => {
+                    req.extensions_mut().insert(TokenName(name));
+                    None
+                }
+                Ok(_) => None,
+                Err(err) => Some(err),
+            }
+        }
+        _ => None,
+    };
+    let outcome = match refused {
+        None => Either::Left(service.call(req)),
+        Some(err) => {
+            let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+                || req.headers().get(header::CONTENT_LENGTH).is_some_and(|len| len.as_bytes() != b"0");
+            let mut res = actix_web::ResponseError::error_response(&err);
+            if has_body {
+                res.head_mut().set_connection_type(actix_http::ConnectionType::Close);
+            }
+            Either::Right(req.into_response(res).map_into_right_body())
+        }
+    };
+    async move {
+        match outcome {
+            Either::Left(call) => call.await.map(ServiceResponse::map_into_left_body),
+            Either::Right(res) => Ok(res),
+        }
+    }
 }

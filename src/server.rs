@@ -9,8 +9,8 @@
 //!   is in progress and ends at its blank line; [`track_requests`] tells the connection when a request is in
 //!   progress, so that body bytes are never taken for a head.
 //! - **`Expect: 100-continue` answered from the head.** actix-http sends `100 Continue` before the handler
-//!   runs; [`expect`] first refuses what the head alone decides (413, 415, 400, an unknown route), so the client
-//!   never starts sending a body that will be refused.
+//!   runs; [`expect`] first refuses what the head alone decides (401 and 403 for access, 413, 415, 400, an
+//!   unknown route), so the client never starts sending a body that will be refused.
 //! - **A cap on open connections** derived from the file-descriptor limit, so that connections can never take
 //!   the descriptors that uploads and downloads need.
 
@@ -21,11 +21,12 @@ use std::{
     net::{SocketAddr, TcpListener},
     pin::Pin,
     rc::Rc,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use actix_http::{HttpService, Protocol, Request};
+use actix_http::{HttpMessage, HttpService, Protocol, Request};
 use actix_server::Server;
 use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
@@ -41,7 +42,8 @@ use tokio::{
 };
 
 use crate::{
-    config::Limits, download::Reader, error::AppError, metrics::Metrics, routes::KnownRoutes, state::AppState, upload,
+    auth::Gate, config::Limits, download::Reader, error::AppError, metrics::Metrics, routes::KnownRoutes,
+    state::AppState, upload,
 };
 
 /// Connection settings, from the configuration.
@@ -92,6 +94,7 @@ pub fn serve<F, T, B>(
     limits: Limits,
     known: actix_web::web::Data<KnownRoutes>,
     metrics: std::sync::Arc<Metrics>,
+    gate: Arc<Gate>,
     app: F,
 ) -> io::Result<Server>
 where
@@ -117,7 +120,8 @@ where
         // the binary decides what signals do (see `Application::stop_on_signals`)
         .disable_signals()
         .listen("ferry", listener, move || {
-            let (limits, known, stopping, metrics) = (limits, known.clone(), stopping.clone(), metrics.clone());
+            let (limits, known, stopping, metrics, gate) =
+                (limits, known.clone(), stopping.clone(), metrics.clone(), gate.clone());
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let stopping = stopping.clone();
@@ -127,7 +131,7 @@ where
                 .client_request_timeout(settings.header_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
-                .expect(fn_service(move |req: Request| ready(expect(req, &limits, &known).map_err(closing))))
+                .expect(fn_service(move |req: Request| ready(expect(req, &limits, &known, &gate).map_err(closing))))
                 .on_connect_ext(|io: &Watched, ext| {
                     ext.insert(io.watch.clone());
                 })
@@ -156,16 +160,22 @@ fn accept(
 }
 
 /// The `Expect: 100-continue` decision: refuse from the head what the handler would refuse before reading the
-/// body; otherwise let the client send it.
-fn expect(req: Request, limits: &Limits, known: &KnownRoutes) -> Result<Request, AppError> {
-    let refused = match upload::strategy_at(req.path()) {
+/// body, authorization first; otherwise let the client send it.
+fn expect(req: Request, limits: &Limits, known: &KnownRoutes, gate: &Gate) -> Result<Request, AppError> {
+    let (method, path) = (req.method().as_str(), req.path());
+    let query = req.uri().query().unwrap_or_default();
+    let denied = match gate.tokens.enabled() {
+        true => gate.authorize(known.access(method, path), method, path, query, req.headers()).err(),
+        false => None,
+    };
+    let refused = denied.or_else(|| match upload::strategy_at(req.path()) {
         Some(strategy) if req.method() == Method::POST => upload::precheck(strategy, limits, &req).err(),
         Some(_) => known.allowed(req.path()).map(|allow| AppError::MethodNotAllowed { allow: allow.to_owned() }),
         None => match known.allowed(req.path()) {
             None => Some(AppError::NoRoute(format!("{} {}", req.method(), req.path()))),
             Some(_) => None,
         },
-    };
+    });
     match refused {
         Some(err) => {
             log::debug!("refused before 100 Continue: {err}");

@@ -3,14 +3,22 @@
 
 use std::{fmt, io, net::SocketAddr, sync::Arc};
 
-use actix_web::{App, dev::Server, middleware::Logger, web};
+use actix_cors::Cors;
+use actix_web::{
+    App, HttpMessage,
+    dev::Server,
+    middleware::{Condition, Logger},
+    web,
+};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
+    auth::{Gate, TokenName, Tokens},
     cache::FileCache,
-    config::Config,
+    config::{AuthMode, Config},
     error::AppError,
+    links::{self, LinkSigner},
     metrics::Metrics,
     openapi,
     routes::{self, KnownRoutes},
@@ -45,6 +53,8 @@ impl Application {
     pub fn build(config: &Config) -> Result<Application, StartupError> {
         // the address first: a ferry that cannot listen must not touch the data directory (its startup sweep
         // would remove the uploads in progress of the ferry that holds the address)
+        let tokens = Tokens::open(config.tokens_path(), config.auth == AuthMode::Token);
+        check_exposure(config.addr, tokens.enabled(), config.allow_anonymous)?;
         let listener = std::net::TcpListener::bind(config.addr).map_err(|err| listen_error(config.addr, &err))?;
         let addr = listener.local_addr().map_err(|err| listen_error(config.addr, &err))?;
         let storage = Storage::open(&config.data_dir, config.fsync)
@@ -53,6 +63,16 @@ impl Application {
             StartupError(format!("cannot read the free space of data directory {}: {err}", config.data_dir.display()))
         })?;
         log::info!("keeping {} free on the data volume", bytesize::ByteSize(min_free).display().iec());
+        let links =
+            LinkSigner::load(config.link_secret.as_deref(), &config.data_dir, config.max_link_ttl).map_err(|err| {
+                StartupError(format!("cannot use the link secret in {}: {err}", config.data_dir.display()))
+            })?;
+        if tokens.enabled() {
+            log::info!("access control on: tokens from {}", tokens.path().display());
+        } else {
+            log::info!("access control off: anyone who can reach {addr} may upload, read and delete");
+        }
+        let gate = Arc::new(Gate { tokens, links });
         let limits = config.limits();
         let cache = FileCache::new(config.cache_bytes, config.cache_max_file_bytes);
         let spec = openapi::spec(&limits);
@@ -64,9 +84,11 @@ impl Application {
             storage: storage.clone(),
             limits,
             cache,
+            gate: gate.clone(),
             lifecycle: lifecycle.clone(),
             metrics: metrics.clone(),
         });
+        let cors_origins = config.cors_origin.clone();
         let connections = Connections {
             workers: config.worker_threads(),
             header_timeout: config.header_timeout,
@@ -90,11 +112,13 @@ impl Application {
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", spec.clone()))
                 .configure(routes::front_door)
                 .default_service(web::to(routes::unrouted))
+                .wrap_fn(routes::guard)
                 .wrap(routes::json_errors())
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
+                .wrap(access_log())
                 .wrap_fn(server::track_requests)
         };
-        let server = server::serve(listener, connections, limits, known_routes, metrics, app)
+        let server = server::serve(listener, connections, limits, known_routes, metrics, gate, app)
             .map_err(|err| listen_error(config.addr, &err))?;
         let metrics_server = match config.metrics_addr {
             Some(addr) => Some(metrics_server(addr, scraped)?),
@@ -167,6 +191,69 @@ fn metrics_server(addr: SocketAddr, state: web::Data<AppState>) -> Result<(Serve
     Ok((server, bound))
 }
 
+/// Listening beyond loopback with no access control is refused unless asked for, as Redis's protected mode does.
+pub fn check_exposure(addr: SocketAddr, auth_on: bool, allow_anonymous: bool) -> Result<(), StartupError> {
+    if auth_on || allow_anonymous || addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(StartupError(format!(
+        "refusing to listen on {addr} without access control: create a token (ferry token create --name NAME \
+         --scopes upload,read,delete), pass --auth token, or pass --allow-anonymous to serve everyone"
+    )))
+}
+
+/// The access log: the request line with a signed link's signature hidden, and the name of the token used
+/// (`-` without one); never a token.
+fn access_log() -> Logger {
+    Logger::new("%a \"%{request}xi\" %s %b %Dms token=%{token}xo")
+        .custom_request_replace("request", |req| {
+            let query = match req.query_string() {
+                "" => String::new(),
+                query => format!("?{}", links::redact(query)),
+            };
+            format!("{} {}{query} {:?}", req.method(), req.path(), req.version())
+        })
+        .custom_response_replace("token", |res| {
+            res.request().extensions().get::<TokenName>().map_or_else(|| "-".to_owned(), |name| name.0.to_string())
+        })
+}
+
+/// CORS for the `--cors-origin`s: the methods and headers uploads, downloads and file operations use, and the
+/// response headers a page needs to read.
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "HEAD", "POST", "DELETE"])
+        .allowed_headers([
+            "authorization",
+            "content-type",
+            "x-checksum-sha256",
+            "range",
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+            "if-range",
+            "content-disposition",
+        ])
+        .expose_headers([
+            "location",
+            "etag",
+            "last-modified",
+            "content-disposition",
+            "content-range",
+            "content-length",
+            "accept-ranges",
+            "repr-digest",
+            "link",
+            "www-authenticate",
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+    }
+    cors
+}
+
 fn listen_error(addr: SocketAddr, err: &io::Error) -> StartupError {
     let why = match err.kind() {
         io::ErrorKind::AddrInUse => "the address is already in use (is another ferry running?)".to_owned(),
@@ -175,4 +262,20 @@ fn listen_error(addr: SocketAddr, err: &io::Error) -> StartupError {
         _ => err.to_string(),
     };
     StartupError(format!("cannot listen on {addr}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_open_server_beyond_loopback_needs_allow_anonymous() {
+        let (public, local, local6) =
+            ("0.0.0.0:8000".parse().unwrap(), "127.0.0.1:8000".parse().unwrap(), "[::1]:8000".parse().unwrap());
+        assert!(check_exposure(public, false, false).is_err());
+        assert!(check_exposure(public, true, false).is_ok());
+        assert!(check_exposure(public, false, true).is_ok());
+        assert!(check_exposure(local, false, false).is_ok());
+        assert!(check_exposure(local6, false, false).is_ok());
+    }
 }

@@ -1,16 +1,18 @@
-//! What every handler shares: storage, limits, the download cache, and where the server is in its life.
+//! What every handler shares: storage, limits, the download cache, who may do what, and where the server is
+//! in its life.
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use crate::{cache::FileCache, config::Limits, metrics::Metrics, storage::Storage};
+use crate::{auth::Gate, cache::FileCache, config::Limits, metrics::Metrics, storage::Storage};
 
 pub struct AppState {
     pub storage: Storage,
     pub limits: Limits,
     pub cache: FileCache,
+    pub gate: Arc<Gate>,
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
 }

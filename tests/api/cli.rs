@@ -104,3 +104,29 @@ fn openapi_into_a_pipe_closed_early_is_not_a_crash() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn serving_beyond_loopback_without_access_control_is_refused_in_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let out = ferry(&["serve", "--addr", "0.0.0.0:0", "--data-dir", data.path().to_str().unwrap()]);
+    let said = one_line_error(&out);
+    assert!(said.starts_with("ferry: refusing to listen on 0.0.0.0:0 without access control"), "{said}");
+    assert!(said.contains("--allow-anonymous"), "{said}");
+}
+
+#[test]
+fn token_create_prints_the_token_once_and_list_and_revoke_use_the_name() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let out = ferry(&["token", "create", "--name", "ci", "--scopes", "upload,read", "--data-dir", dir]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("ferry_"), "{token}");
+    let stored = std::fs::read_to_string(data.path().join("tokens")).unwrap();
+    assert!(stored.starts_with("ci upload,read ") && !stored.contains(&token), "{stored}");
+    let out = ferry(&["token", "list", "--data-dir", dir]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "ci\tupload,read\n");
+    assert!(ferry(&["token", "revoke", "ci", "--data-dir", dir]).status.success());
+    assert_eq!(one_line_error(&ferry(&["token", "revoke", "ci", "--data-dir", dir])).split(':').next(), Some("ferry"));
+    assert!(ferry(&["token", "list", "--data-dir", dir]).stdout.is_empty());
+}

@@ -3,6 +3,7 @@
 use ferry::{download::Reader, upload::Strategy};
 use rstest_reuse::template;
 
+mod auth;
 mod cli;
 mod connections;
 mod data_safety;

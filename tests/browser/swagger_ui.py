@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Drives the real Swagger UI at /docs in headless Chromium: a multipart, a raw and a base64 upload, each
+"""Drives the real Swagger UI at /docs in headless Chromium, against a ferry with a token: an execute before
+authorizing must show the 401; then "Authorize" with the token, and a multipart, a raw and a base64 upload, each
 "Try it out" → choose a file → Execute, must show 201 and the file's sha256; a download by the returned id must
 show 200. Saves a screenshot to target/swagger-ui.png.
 
@@ -45,6 +46,13 @@ const [area, text] = arguments;
 Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(area, text);
 area.dispatchEvent(new Event('input', {bubbles: true}));
 """
+
+
+def make_token(binary: str, data_dir: str) -> str:
+    """A token with every scope, from `ferry token create`; its creation turns access control on."""
+    out = subprocess.run([binary, "token", "create", "--name", "browser", "--scopes", "upload,read,delete",
+                          "--data-dir", data_dir], capture_output=True, text=True, timeout=WAIT, check=True)
+    return out.stdout.strip()
 
 
 def start_ferry(binary: str, data_dir: str) -> tuple[subprocess.Popen, str]:
@@ -99,6 +107,17 @@ class SwaggerUi:
         self.until(f"{operation_id} shows 'Execute'", lambda _: op.find_elements(By.CSS_SELECTOR, ".execute"))
         return op
 
+    def authorize(self, token: str) -> None:
+        """The "Authorize" button: the bearer token goes in the dialog, then Authorize and Close."""
+        self.driver.find_element(By.CSS_SELECTOR, ".auth-wrapper .authorize").click()
+        field = self.until("the Authorize dialog asks for the bearer token",
+                           EC.visibility_of_element_located((By.CSS_SELECTOR, ".modal-ux input")))
+        field.send_keys(token)
+        self.driver.find_element(By.CSS_SELECTOR, ".modal-ux .auth-btn-wrapper .authorize").click()
+        self.until("the dialog shows Close", EC.element_to_be_clickable((By.CSS_SELECTOR, ".modal-ux .btn-done")))
+        self.driver.find_element(By.CSS_SELECTOR, ".modal-ux .btn-done").click()
+        self.until("the dialog closes", EC.invisibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+
     def paste(self, element, text: str) -> None:
         """Puts text into a textarea the way a paste does, whatever its length."""
         self.driver.execute_script(PASTE, element, text)
@@ -124,7 +143,7 @@ def expect(condition: bool, what: str) -> None:
     print(f"ok: {what}")
 
 
-def check_upload(ui: SwaggerUi, base: str, operation_id: str, fill, payload: bytes) -> str:
+def check_upload(ui: SwaggerUi, base: str, token: str, operation_id: str, fill, payload: bytes) -> str:
     """One upload through the page: 201, the sha256 and a new id shown, and the server holds the same bytes."""
     op = ui.open(operation_id)
     fill(op)
@@ -134,7 +153,9 @@ def check_upload(ui: SwaggerUi, base: str, operation_id: str, fill, payload: byt
     match = re.search(r'"id": "([0-9a-f-]{36})"', body)
     expect(match is not None, f"{operation_id} shows the new id")
     file_id = match.group(1)
-    with urllib.request.urlopen(f"{base}/files/download/stream/sync_read/{file_id}", timeout=WAIT) as res:
+    download = urllib.request.Request(f"{base}/files/download/stream/sync_read/{file_id}",
+                                      headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(download, timeout=WAIT) as res:
         expect(res.read() == payload, f"{operation_id} stored the file byte for byte")
     return file_id
 
@@ -151,6 +172,7 @@ def main() -> None:
         payload = os.urandom(3000)
         sample = Path(tmp) / "sample.bin"
         sample.write_bytes(payload)
+        token = make_token(binary, str(Path(tmp) / "data"))
         proc, base = start_ferry(binary, str(Path(tmp) / "data"))
         driver = browser(str(Path(tmp) / "profile"))
         try:
@@ -161,9 +183,16 @@ def main() -> None:
                 area = op.find_element(By.CSS_SELECTOR, "textarea.body-param__text")
                 ui.paste(area, json.dumps({"filename": "sample.bin", "data": base64.b64encode(payload).decode()}))
 
-            check_upload(ui, base, "operations-upload-async_read_and_async_write", pick_file, payload)
-            check_upload(ui, base, "operations-upload-base64decode", json_body, payload)
-            file_id = check_upload(ui, base, "operations-upload-single_stream", pick_file, payload)
+            listing = ui.open("operations-files-list")
+            status, body = ui.execute(listing)
+            expect(status == "401" and "unauthorized" in body, f"an execute before Authorize shows 401 (got {status!r})")
+            ui.authorize(token)
+            status, _ = ui.execute(listing)
+            expect(status == "200", f"the same execute after Authorize shows 200 (got {status!r})")
+
+            check_upload(ui, base, token, "operations-upload-async_read_and_async_write", pick_file, payload)
+            check_upload(ui, base, token, "operations-upload-base64decode", json_body, payload)
+            file_id = check_upload(ui, base, token, "operations-upload-single_stream", pick_file, payload)
             # the whole executed operation: its parameters, the request, the 201 and the body
             driver.set_window_size(1400, 2800)
             shown = driver.find_element(By.ID, "operations-upload-single_stream")
