@@ -175,6 +175,7 @@ def main() -> None:
                 shown = upload_row(driver, name).find_element(By.CSS_SELECTOR, ".sha256").text
                 expect(shown == hashlib.sha256(content).hexdigest(), f"{name} shows its sha256")
             until(driver, "the list shows both files", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#files tbody tr")) == 2)
+            driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(ROOT / "target" / "upload-page.png"))
 
             row = driver.find_element(By.XPATH, "//table[@id='files']//tr[td[@class='name' and text()='big.bin']]")
