@@ -219,29 +219,53 @@ impl Uploads {
 
     /// Blocking: publishes a complete upload through [`Storage::publish`], like every strategy, and records the
     /// stored file's id. The bytes are published through a hard link in `tmp/`, so a publish that fails (its
-    /// drop guard removes what it was given) leaves the upload's own data in place for a retry.
+    /// drop guard removes what it was given) leaves the upload's own data in place for a retry, and a publish
+    /// that a crash kept from being recorded is recognised by the inode the data file still shares with it.
     pub fn finish(&self, id: &UploadId, file: &fs::File, state: &mut UploadState) -> Result<FileId, AppError> {
         let hasher = state.hasher()?;
         let sha256 = hex::encode(hasher.finalize());
         let data = self.data_path(id);
         let link = self.storage.tmp_dir().join(format!("tus-{}", id.as_str()));
         let _ = fs::remove_file(&link);
-        fs::hard_link(&data, &link).context(|| format!("linking {} to {}", data.display(), link.display()))?;
-        let new = crate::storage::NewFile {
-            filename: state.filename.clone(),
-            content_type: state.content_type.clone(),
-            strategy: super::STRATEGY,
-            expected_sha256: None,
-        };
         let size = state.offset;
-        let stored =
-            self.storage.publish(file.try_clone()?, tempfile::TempPath::try_from_path(link)?, new, size, sha256)?;
-        state.file_id = Some(stored.id);
+        let file_id = match self.published_already(&data)? {
+            Some(file_id) => {
+                log::warn!("tus upload {} was published as {file_id} before a crash; recording it", id.as_str());
+                file_id
+            }
+            None => {
+                fs::hard_link(&data, &link).context(|| format!("linking {} to {}", data.display(), link.display()))?;
+                let new = crate::storage::NewFile {
+                    filename: state.filename.clone(),
+                    content_type: state.content_type.clone(),
+                    strategy: super::STRATEGY,
+                    expected_sha256: None,
+                };
+                let temp = tempfile::TempPath::try_from_path(link)?;
+                let stored = self.storage.publish(file.try_clone()?, temp, new, size, sha256)?;
+                log::info!("stored {} ({size} bytes) via tus upload {}", stored.id, id.as_str());
+                stored.id
+            }
+        };
+        state.file_id = Some(file_id);
         state.expires_ms = self.expires_from_now();
         self.save(id, state)?;
         fs::remove_file(&data).context(|| format!("removing {}", data.display()))?;
-        log::info!("stored {} ({size} bytes) via tus upload {}", stored.id, id.as_str());
-        Ok(stored.id)
+        Ok(file_id)
+    }
+
+    /// The stored file that shares the data file's inode, if any: a publish went through and a crash kept it
+    /// from being recorded. Only then is the (rare) look through the stored files made.
+    fn published_already(&self, data: &Path) -> io::Result<Option<FileId>> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(data).context(|| format!("reading {}", data.display()))?;
+        if meta.nlink() < 2 {
+            return Ok(None);
+        }
+        let same = |id: &FileId| {
+            fs::metadata(self.storage.content_path(*id)).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+        };
+        Ok(self.storage.list(usize::MAX, None).iter().map(|file| file.id).find(same))
     }
 
     /// Blocking: removes an upload (termination). A PATCH under way keeps it (423).

@@ -489,3 +489,24 @@ async fn an_upload_resumes_after_a_restart_and_after_sigkill_mid_patch() {
     assert_eq!(stored.sha256, sha256_hex(&bytes));
     assert!(tus.content(&id).await == bytes);
 }
+
+#[tokio::test]
+async fn a_crash_between_publishing_and_recording_it_does_not_store_the_file_twice() {
+    let app = spawn_app().await;
+    let tus = Tus(&app);
+    let upload = tus.create(Some(10_000), "once.bin").await;
+    let res = tus.patch(&upload, 0, pattern(10_000)).send().await.unwrap();
+    let id = header(&res, "ferry-file-id").unwrap();
+    // what a crash right after the publish leaves: a state without the file's id, the data file still there
+    let dir = uploads_dir(&app).join(upload.rsplit('/').next().unwrap());
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    state["file_id"] = serde_json::Value::Null;
+    std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
+    std::fs::hard_link(app.files_dir().join(&id), dir.join("data")).unwrap();
+
+    let head = tus.request(Method::HEAD, &upload).send().await.unwrap();
+    assert_eq!(header(&head, "ferry-file-id"), Some(id.clone()), "the file it became, not a new one");
+    let listed: Vec<StoredFile> = app.client.get(app.url("/files")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(names_in(&dir), ["state.json"]);
+}
