@@ -27,7 +27,7 @@ use crate::{error::AppError, links::LinkSigner};
 /// What a token may do. Every operation needs at most one scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Scope {
-    /// Every upload.
+    /// Every upload, tus included.
     Upload,
     /// Downloads, metadata, listing, signed links.
     Read,
@@ -67,7 +67,7 @@ impl Access {
     /// so a new upload or download strategy is protected without being listed here.
     pub fn for_operation(tag: &str, method: &str) -> Access {
         match (tag, method) {
-            ("upload", _) => Access::Token(Scope::Upload),
+            ("upload" | "tus", _) => Access::Token(Scope::Upload),
             ("download", _) => Access::TokenOrLink,
             ("files", "DELETE") => Access::Token(Scope::Delete),
             ("files", _) => Access::Token(Scope::Read),

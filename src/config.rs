@@ -182,6 +182,11 @@ pub struct Config {
     #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// A resumable (tus) upload is removed this long after its last PATCH, e.g. `24h`; a finished one answers
+    /// HEAD with its stored file's id until then.
+    #[arg(long, env = "FERRY_TUS_EXPIRY", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub tus_expiry: Duration,
+
     /// Most connections open at once; beyond it, new ones wait to be accepted. 0 derives it from the
     /// file-descriptor limit (half of what is left after 64 kept for files), so connections never take the
     /// descriptors uploads and downloads need.

@@ -65,6 +65,24 @@ pub enum AppError {
     /// A known token without the operation's scope, or a signed link that does not hold.
     #[error("{0}")]
     Forbidden(String),
+    /// A tus header is malformed or contradicts the upload.
+    #[error("{0}")]
+    InvalidHeader(String),
+    /// No tus upload with this id: never made, expired, or terminated.
+    #[error("no upload with this id; it may have expired or been terminated")]
+    NoUpload,
+    /// A tus PATCH's `Upload-Offset` is not where the upload stands.
+    #[error("the upload is at offset {offset}; send the bytes from there (HEAD tells the offset)")]
+    OffsetMismatch { offset: u64 },
+    /// Another PATCH to the same tus upload is under way.
+    #[error("another request is writing to this upload; try again when it is done")]
+    UploadLocked,
+    /// A tus PATCH's bytes do not match its `Upload-Checksum`; they were discarded.
+    #[error("the body does not match its Upload-Checksum; its bytes were discarded")]
+    ChecksumMismatch,
+    /// A tus request that does not speak tus 1.0.0.
+    #[error("this server speaks tus 1.0.0: send Tus-Resumable: 1.0.0")]
+    UnsupportedTusVersion,
     /// The disk is full.
     #[error("the server has no space left to store this file")]
     InsufficientStorage,
@@ -116,6 +134,11 @@ impl From<actix_web::error::BlockingError> for AppError {
     }
 }
 
+/// tus's checksum extension answers a mismatch with a status of its own.
+fn checksum_mismatch() -> StatusCode {
+    StatusCode::from_u16(460).expect("460 is a valid status")
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -150,6 +173,12 @@ impl AppError {
             AppError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             AppError::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             AppError::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            AppError::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header"),
+            AppError::NoUpload => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
+            AppError::UploadLocked => (StatusCode::LOCKED, "locked"),
+            AppError::ChecksumMismatch => (checksum_mismatch(), "checksum_mismatch"),
+            AppError::UnsupportedTusVersion => (StatusCode::PRECONDITION_FAILED, "unsupported_version"),
             AppError::Unavailable | AppError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -2,7 +2,7 @@
 //!
 //! The modules form layers, each using only those above it:
 //! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`]) → [`state`] → the routes ([`upload`],
-//! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
+//! [`download`], [`tus`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
 //! only [`storage`].
 
@@ -18,10 +18,12 @@ pub mod links;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod routes;
 pub mod schema;
 pub mod server;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod tus;
 pub mod upload;

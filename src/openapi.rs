@@ -24,6 +24,7 @@ use crate::{
     error::{AppError, ErrorBody},
     routes,
     schema::Binary,
+    tus::TusResumable,
     upload::Strategy,
 };
 
@@ -39,11 +40,13 @@ use crate::{
     ),
     tags(
         (name = "upload", description = "Nine ways to receive a file. All answer 201 with the stored file's metadata."),
+        (name = "tus", description = "Resumable uploads (tus 1.0): create, then PATCH the bytes from the offset HEAD reports; \
+            the last byte publishes the file like every upload."),
         (name = "download", description = "Five ways to send a file, with identical headers, conditional requests and ranges."),
         (name = "files", description = "List, inspect and delete stored files; sign download links."),
         (name = "health", description = "Service health."),
     ),
-    components(schemas(ErrorBody, Binary))
+    components(schemas(ErrorBody, Binary, TusResumable))
 )]
 pub struct ApiDoc;
 
@@ -87,8 +90,14 @@ fn secure(api: &mut utoipa::openapi::OpenApi) {
         RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
     };
     for item in api.paths.paths.values_mut() {
-        let ops =
-            [("GET", &mut item.get), ("HEAD", &mut item.head), ("POST", &mut item.post), ("DELETE", &mut item.delete)];
+        let ops = [
+            ("GET", &mut item.get),
+            ("HEAD", &mut item.head),
+            ("POST", &mut item.post),
+            ("DELETE", &mut item.delete),
+            ("PATCH", &mut item.patch),
+            ("OPTIONS", &mut item.options),
+        ];
         for (method, op) in ops {
             let Some(op) = op.as_mut() else { continue };
             let tag = op.tags.as_ref().and_then(|tags| tags.first()).map_or("", String::as_str);

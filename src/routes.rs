@@ -18,23 +18,24 @@ use crate::{
     error::{AppError, ErrorBody},
     files, health,
     metrics::Now,
+    page,
     state::AppState,
-    upload,
+    tus, upload,
 };
 
 /// Every documented operation.
 pub fn api(cfg: &mut ServiceConfig) {
     upload::configure(cfg);
     download::configure(cfg);
+    tus::configure(cfg);
     files::configure(cfg);
     health::configure(cfg);
 }
 
-/// The undocumented routes: `/` and `/docs` lead to Swagger UI.
+/// The undocumented routes: the upload page at `/`, and `/docs` leading to Swagger UI.
 pub fn front_door(cfg: &mut web::ServiceConfig) {
     let to_docs = |mut res: actix_web::HttpResponseBuilder| res.insert_header(("Location", "/docs/")).finish();
-    // `/` may become a page of its own one day; `/docs` is Swagger UI's for good
-    cfg.route("/", web::get().to(move || async move { to_docs(HttpResponse::TemporaryRedirect()) }))
+    cfg.configure(page::configure)
         .route("/docs", web::get().to(move || async move { to_docs(HttpResponse::PermanentRedirect()) }));
 }
 
@@ -58,6 +59,7 @@ impl KnownRoutes {
                 ("PUT", &item.put),
                 ("DELETE", &item.delete),
                 ("PATCH", &item.patch),
+                ("OPTIONS", &item.options),
             ];
             let ops: Vec<(&'static str, &utoipa::openapi::path::Operation)> =
                 methods.iter().filter_map(|(m, op)| Some((*m, op.as_ref()?))).collect();

@@ -25,6 +25,7 @@ use crate::{
     server::{self, Connections},
     state::{AppState, Lifecycle},
     storage::Storage,
+    tus::store::Uploads,
     upload,
 };
 
@@ -45,6 +46,8 @@ pub struct Application {
     addr: SocketAddr,
     lifecycle: Lifecycle,
     storage: Storage,
+    /// Resumable uploads in progress, swept periodically while the server runs.
+    uploads: Uploads,
     /// `/metrics` on `--metrics-addr`, apart from the public port.
     metrics_server: Option<(Server, SocketAddr)>,
 }
@@ -63,6 +66,9 @@ impl Application {
             StartupError(format!("cannot read the free space of data directory {}: {err}", config.data_dir.display()))
         })?;
         log::info!("keeping {} free on the data volume", bytesize::ByteSize(min_free).display().iec());
+        let uploads = Uploads::open(&config.data_dir, storage.clone(), config.fsync, config.tus_expiry)
+            .map_err(|err| StartupError(format!("cannot use data directory {}: {err}", config.data_dir.display())))?;
+        let tus_uploads = web::Data::new(uploads.clone());
         let links =
             LinkSigner::load(config.link_secret.as_deref(), &config.data_dir, config.max_link_ttl).map_err(|err| {
                 StartupError(format!("cannot use the link secret in {}: {err}", config.data_dir.display()))
@@ -102,6 +108,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(known.clone())
+                .app_data(tus_uploads.clone())
                 .configure(upload::extractor_config(state.limits, state.storage.tmp_dir()))
                 .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
                 .app_data(
@@ -124,7 +131,7 @@ impl Application {
             Some(addr) => Some(metrics_server(addr, scraped)?),
             None => None,
         };
-        Ok(Application { server, addr, lifecycle, storage, metrics_server })
+        Ok(Application { server, addr, lifecycle, storage, uploads, metrics_server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -143,7 +150,9 @@ impl Application {
             tokio::spawn(server);
             handle
         });
+        let sweeper = tokio::spawn(self.uploads.sweep_periodically());
         self.server.await?;
+        sweeper.abort();
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }
@@ -222,7 +231,7 @@ fn access_log() -> Logger {
 /// response headers a page needs to read.
 fn cors(origins: &[String]) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods(["GET", "HEAD", "POST", "DELETE"])
+        .allowed_methods(["GET", "HEAD", "POST", "DELETE", "PATCH"])
         .allowed_headers([
             "authorization",
             "content-type",
@@ -234,6 +243,12 @@ fn cors(origins: &[String]) -> Cors {
             "if-unmodified-since",
             "if-range",
             "content-disposition",
+            "tus-resumable",
+            "upload-length",
+            "upload-defer-length",
+            "upload-offset",
+            "upload-metadata",
+            "upload-checksum",
         ])
         .expose_headers([
             "location",
@@ -246,6 +261,15 @@ fn cors(origins: &[String]) -> Cors {
             "repr-digest",
             "link",
             "www-authenticate",
+            "tus-resumable",
+            "tus-version",
+            "tus-extension",
+            "tus-max-size",
+            "upload-offset",
+            "upload-length",
+            "upload-expires",
+            "ferry-file-id",
+            "ferry-file-location",
         ])
         .max_age(3600);
     for origin in origins {

@@ -24,8 +24,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use self::body::Body;
 pub use self::{
+    body::{Body, FaultProbe, payload_error},
     doc::{ChecksumHeader, UploadResponses},
     json_base64::Base64Upload,
     multipart::MultipartUpload,

@@ -55,7 +55,7 @@ async fn secured(tune: impl FnOnce(&mut ferry::config::Config)) -> (TestApp, Tok
 }
 
 /// One operation of the API, as the endpoint tables and the file operations make them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Op {
     Upload(Strategy),
     Download(Reader, bool),
@@ -63,7 +63,12 @@ enum Op {
     Metadata,
     Link,
     Delete,
+    /// A tus request: discovery, creation, and HEAD, PATCH and termination of an upload.
+    Tus(Method),
 }
+
+/// The tus operations, each needing `upload`.
+const TUS: [Method; 5] = [Method::OPTIONS, Method::POST, Method::HEAD, Method::PATCH, Method::DELETE];
 
 /// Every protected operation and the scope it needs, from the tables: every upload needs `upload`, every
 /// download (GET and HEAD) and file read `read`, delete `delete`.
@@ -74,12 +79,13 @@ fn operations() -> Vec<(Op, Scope)> {
         .flat_map(|r| [(Op::Download(r, false), Scope::Read), (Op::Download(r, true), Scope::Read)]);
     let files =
         [(Op::List, Scope::Read), (Op::Metadata, Scope::Read), (Op::Link, Scope::Read), (Op::Delete, Scope::Delete)];
-    uploads.chain(downloads).chain(files).collect()
+    let tus = TUS.into_iter().map(|method| (Op::Tus(method), Scope::Upload));
+    uploads.chain(downloads).chain(files).chain(tus).collect()
 }
 
 impl Op {
-    fn request(self, app: &TestApp, id: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let request = match self {
+    fn request(&self, app: &TestApp, id: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let request = match *self {
             Op::Upload(strategy) => app.upload_request(strategy, b"hello".to_vec(), "a.txt"),
             Op::Download(reader, head) => {
                 app.client.request(if head { Method::HEAD } else { Method::GET }, app.url(&reader.path(id)))
@@ -88,6 +94,22 @@ impl Op {
             Op::Metadata => app.client.get(app.url(&format!("/files/{id}"))),
             Op::Link => app.client.post(app.url(&format!("/files/{id}/links"))),
             Op::Delete => app.client.delete(app.url(&format!("/files/{id}"))),
+            Op::Tus(ref method) => {
+                let path = if [Method::OPTIONS, Method::POST].contains(method) {
+                    "/files/tus/".to_owned()
+                } else {
+                    format!("/files/tus/{id}")
+                };
+                let request = app.client.request(method.clone(), app.url(&path)).header("tus-resumable", "1.0.0");
+                match *method {
+                    Method::POST => request.header("upload-length", "5"),
+                    Method::PATCH => request
+                        .header("upload-offset", "0")
+                        .header("content-type", "application/offset+octet-stream")
+                        .body("hello"),
+                    _ => request,
+                }
+            }
         };
         match token {
             Some(token) => request.bearer_auth(token),
@@ -103,6 +125,21 @@ async fn store(app: &TestApp, token: &str) -> String {
     res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
+impl Op {
+    /// HEAD answers carry no body to read an error code from.
+    fn is_head(&self) -> bool {
+        matches!(self, Op::Download(_, true)) || matches!(self, Op::Tus(method) if method == Method::HEAD)
+    }
+}
+
+/// A new tus upload of 5 bytes; its id.
+async fn tus_upload(app: &TestApp, token: &str) -> String {
+    let res = app.client.post(app.url("/files/tus/")).bearer_auth(token).header("tus-resumable", "1.0.0");
+    let res = res.header("upload-length", "5").send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    res.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
 async fn error_code(res: reqwest::Response) -> String {
     let body: serde_json::Value = res.json().await.unwrap_or_default();
     body["error"].as_str().unwrap_or_default().to_owned()
@@ -113,8 +150,11 @@ fn the_operations_tested_are_every_protected_operation_of_the_spec() {
     let spec = serde_json::to_value(ferry::openapi::spec(&Limits::default())).unwrap();
     let mut protected: Vec<String> = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
-        let ops =
-            item.as_object().unwrap().iter().filter(|(m, _)| ["get", "head", "post", "delete"].contains(&m.as_str()));
+        let ops = item
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| ["get", "head", "post", "delete", "patch", "options"].contains(&m.as_str()));
         for (method, op) in ops {
             if op.get("security").is_some() {
                 protected.push(format!("{} {path}", method.to_uppercase()));
@@ -131,21 +171,22 @@ async fn every_operation_needs_a_known_token_with_its_scope() {
     let (app, tokens) = secured(|_| {}).await;
     let id = store(&app, &tokens.all).await;
     for (op, scope) in operations() {
-        let target = match op {
+        let target = match &op {
             Op::Delete => store(&app, &tokens.all).await,
+            Op::Tus(method) if ![Method::OPTIONS, Method::POST].contains(method) => tus_upload(&app, &tokens.all).await,
             _ => id.clone(),
         };
         let res = op.request(&app, &target, None).send().await.unwrap();
         assert_eq!(res.status(), 401, "{op:?} without a token");
         assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "{op:?}");
-        if !matches!(op, Op::Download(_, true)) {
+        if !op.is_head() {
             assert_eq!(error_code(res).await, "unauthorized", "{op:?}");
         }
         let res = op.request(&app, &target, Some(UNKNOWN)).send().await.unwrap();
         assert_eq!(res.status(), 401, "{op:?} with an unknown token");
         let res = op.request(&app, &target, Some(tokens.without(scope))).send().await.unwrap();
         assert_eq!(res.status(), 403, "{op:?} with a token that lacks {scope:?}");
-        if !matches!(op, Op::Download(_, true)) {
+        if !op.is_head() {
             assert_eq!(error_code(res).await, "forbidden", "{op:?}");
         }
         let res = op.request(&app, &target, Some(&tokens.all)).send().await.unwrap();

@@ -15,6 +15,7 @@ mod hostile;
 mod openapi;
 mod properties;
 mod restart;
+mod tus;
 mod upload_errors;
 mod uploads;
 
