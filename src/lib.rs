@@ -2,7 +2,8 @@
 //!
 //! The modules form layers, each using only those above it:
 //! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`]) → [`state`] → the routes ([`upload`],
-//! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
+//! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`requests`] (ids, metrics and
+//! access lines) → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
 //! only [`storage`].
 
@@ -18,6 +19,7 @@ pub mod links;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod requests;
 pub mod routes;
 pub mod schema;
 pub mod server;

@@ -15,7 +15,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::{
     auth::{Access, Admitted, TokenName},
     download,
-    error::{AppError, ErrorBody},
+    error::{AppError, ErrorBody, ErrorCode},
     files, health,
     metrics::Now,
     state::AppState,
@@ -43,7 +43,9 @@ pub fn front_door(cfg: &mut web::ServiceConfig) {
 pub struct KnownRoutes(Vec<Route>);
 
 struct Route {
-    template: Vec<String>,
+    /// The path template, e.g. `/files/download/cached/{id}` (interned: a metrics label and a log field).
+    template: &'static str,
+    segments: Vec<&'static str>,
     allow: String,
     access: Vec<(&'static str, Access)>,
 }
@@ -69,21 +71,28 @@ impl KnownRoutes {
                     (*m, Access::for_operation(tag, m))
                 })
                 .collect();
-            Route { template: path.split('/').map(str::to_owned).collect(), allow: allow.join(", "), access }
+            let template = intern(path);
+            Route { template, segments: template.split('/').collect(), allow: allow.join(", "), access }
         });
         KnownRoutes(routes.collect())
     }
 
+    /// The documented route `path` is on, without allocating: this runs for every request.
     fn route(&self, path: &str) -> Option<&Route> {
-        let segments = path.split('/');
+        let count = path.bytes().filter(|&b| b == b'/').count() + 1;
         self.0.iter().find(|route| {
-            segments.clone().count() == route.template.len()
+            route.segments.len() == count
                 && route
-                    .template
+                    .segments
                     .iter()
-                    .zip(segments.clone())
+                    .zip(path.split('/'))
                     .all(|(t, s)| *t == s || (t.starts_with('{') && !s.is_empty()))
         })
+    }
+
+    /// The template of the documented route `path` is on, e.g. `/files/{id}` for `/files/0190…`.
+    pub fn template(&self, path: &str) -> Option<&'static str> {
+        self.route(path).map(|route| route.template)
     }
 
     /// What `method` on `path` needs; open for what is not a documented operation (it answers 404 or 405).
@@ -97,6 +106,19 @@ impl KnownRoutes {
     pub fn allowed(&self, path: &str) -> Option<&str> {
         self.route(path).map(|route| route.allow.as_str())
     }
+}
+
+/// The same `&'static str` for equal templates, each leaked once per process however many apps are built (tests
+/// build hundreds).
+fn intern(template: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = seen.iter().find(|known| **known == template) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
 
 /// Error answers that someone else made (a framework extractor, Swagger UI's asset service) get ferry's JSON
@@ -125,6 +147,7 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         {
             json.insert_header((name.clone(), value.clone()));
         }
+        json.extensions_mut().insert(ErrorCode(code));
         let json = json.json(ErrorBody { error: code.to_owned(), message });
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, json).map_into_right_body()))
     })
