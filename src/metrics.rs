@@ -230,6 +230,30 @@ impl Metrics {
     }
 }
 
+/// The OpenMetrics exposition in Prometheus's classic text format (0.0.4), for scrapers that do not ask for
+/// OpenMetrics (`curl`, `promtool check metrics`): a counter family is named with its `_total` there, and there
+/// are no `# UNIT` or `# EOF` lines. The samples are the same.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> =
+        openmetrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        let comment = line.strip_prefix("# HELP ").map(|rest| ("HELP", rest));
+        let comment = comment.or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)));
+        match comment {
+            _ if line.starts_with("# UNIT ") || line == "# EOF" => continue,
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(&name) { "_total" } else { "" };
+                text.push_str(&format!("# {kind} {name}{total} {tail}"));
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
 /// The method as a label: the ones HTTP defines, and `other` for the rest, so that no client can make a label
 /// set of its own.
 pub fn method_label(method: &actix_web::http::Method) -> &'static str {

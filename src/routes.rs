@@ -17,7 +17,7 @@ use crate::{
     download,
     error::{AppError, ErrorBody, ErrorCode},
     files, health,
-    metrics::Now,
+    metrics::{Now, classic_text},
     state::AppState,
     upload,
 };
@@ -153,8 +153,9 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     })
 }
 
-/// `GET /metrics` on `--metrics-addr`: the Prometheus text format.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics` on `--metrics-addr`: OpenMetrics for a scraper that asks for it (Prometheus does), Prometheus's
+/// classic text format otherwise.
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (files, stored_bytes) = state.storage.totals();
     let now = Now {
         files,
@@ -162,9 +163,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         cache_bytes: state.cache.held(),
         free_bytes: state.storage.free_bytes().unwrap_or(0),
     };
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.encode(now))
+    let exposition = state.metrics.encode(now);
+    let accept = req.headers().get(header::ACCEPT).and_then(|accept| accept.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(exposition)
+    } else {
+        HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(classic_text(&exposition))
+    }
 }
 
 /// Requests no route took: 405 with `Allow` on a documented path, 404 elsewhere; JSON either way.
