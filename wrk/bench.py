@@ -271,7 +271,7 @@ class Ferry(Server):
         self.log_path = data.with_suffix(".log")
         self.start([str(binary), "--addr", "127.0.0.1:{port}", "--workers", str(workers), "--data-dir", str(data),
                     "--fsync", str(fsync).lower(), "--max-upload-bytes", limit, "--max-buffered-bytes", limit,
-                    *extra], data, env=dict(os.environ, RUST_LOG="warn", **env), stderr=self.log_path.open("w"))
+                    *extra], data, env={**os.environ, "RUST_LOG": "warn", **env}, stderr=self.log_path.open("w"))
 
     def __exit__(self, *exc):
         try:
