@@ -1,7 +1,7 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
 //!
 //! The modules form layers, each using only those above it:
-//! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`], [`forwarded`]) → [`state`] → the routes ([`upload`],
+//! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`request_id`], [`logging`], [`metrics`], [`forwarded`]) → [`state`] → the routes ([`upload`],
 //! [`download`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`requests`] (ids, metrics and
 //! access lines) → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
@@ -20,6 +20,7 @@ pub mod links;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod request_id;
 pub mod requests;
 pub mod routes;
 pub mod schema;

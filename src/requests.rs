@@ -36,8 +36,9 @@ use crate::{
     download::Reader,
     error::ErrorCode,
     forwarded, links,
-    logging::{self, AccessLine, RequestId},
+    logging::{self, AccessLine},
     metrics::{Metrics, method_label},
+    request_id::RequestId,
     routes::KnownRoutes,
     state::Lifecycle,
 };

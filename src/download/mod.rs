@@ -296,7 +296,7 @@ fn leased_chunks(lease: Lease, span: Span) -> impl Stream<Item = io::Result<Byte
 async fn async_chunks(path: &Path, span: Span, stored: Stored) -> io::Result<ChunkStream> {
     let path = path.to_owned();
     // the size check logs damage: carry the request's id there
-    let file = tokio::task::spawn_blocking(crate::logging::carry(move || {
+    let file = tokio::task::spawn_blocking(crate::request_id::carry(move || {
         let mut file = std::fs::File::open(path)?;
         stored.check(file.metadata()?.len());
         if span.start > 0 {
