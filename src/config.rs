@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::auth::Scope;
+use crate::{auth::Scope, logging::LogFormat};
 
 /// ferry: upload and download files over HTTP, every strategy of the FastAPI benchmark as a safe endpoint.
 ///
@@ -177,6 +177,21 @@ pub struct Config {
     #[arg(long, env = "FERRY_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// How log lines are written: `text` (readable) or `json` (one object a line, for log shippers). Which lines
+    /// is `RUST_LOG`'s (default `info`; `RUST_LOG=info,ferry::access=off` drops the access lines).
+    #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` header names the client in the access log: IPs or CIDRs,
+    /// comma-separated (e.g. `127.0.0.1,10.0.0.0/8`). From any other peer, those headers are ignored.
+    #[arg(long, env = "FERRY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// On SIGTERM or SIGINT, how long readiness answers 503 while ferry still accepts connections, before the
+    /// graceful stop begins: time for a load balancer to notice, e.g. `5s`. A second SIGINT stops at once.
+    #[arg(long, env = "FERRY_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the server stops anyway,
     /// e.g. `30s`. A second SIGINT stops at once.
     #[arg(long, env = "FERRY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -278,6 +293,15 @@ impl Default for Limits {
     }
 }
 
+/// An IP (one address) or a CIDR.
+fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    match value.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(ip.into()),
+        Err(_) => value.parse::<ipnet::IpNet>().map_err(|_| format!("{value:?} is neither an IP nor a CIDR")),
+    }
+}
+
 /// Accepts plain byte counts and sizes such as `64MiB` or `1GiB`.
 fn parse_size(value: &str) -> Result<u64, String> {
     value.parse::<bytesize::ByteSize>().map(|size| size.as_u64())
@@ -300,6 +324,15 @@ mod tests {
             Command::Serve(config) => *config,
             other => panic!("{args:?} parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn trusted_proxies_take_ips_and_cidrs() {
+        let config = serve(&["ferry", "--trusted-proxies", "127.0.0.1, 10.0.0.0/8,::1"]);
+        let nets: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        assert!(Cli::try_parse_from(["ferry", "--trusted-proxies", "nginx"]).is_err());
+        assert_eq!(serve(&["ferry", "--log-format", "json"]).log_format, LogFormat::Json);
     }
 
     #[test]

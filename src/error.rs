@@ -139,6 +139,11 @@ fn checksum_mismatch() -> StatusCode {
     StatusCode::from_u16(460).expect("460 is a valid status")
 }
 
+/// The `error` code of an error answer, kept in the response's extensions for the access log (which never
+/// parses bodies).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -233,6 +238,7 @@ impl ResponseError for AppError {
         if self.abandons_body() {
             res.force_close();
         }
+        res.extensions_mut().insert(ErrorCode(code));
         res.json(ErrorBody { error: code.to_owned(), message: self.to_string() })
     }
 }

@@ -1,8 +1,9 @@
 //! ferry: every upload and download strategy of the FastAPI benchmark, as safe endpoints of one actix-web service.
 //!
 //! The modules form layers, each using only those above it:
-//! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`logging`], [`metrics`]) → [`state`] → the routes ([`upload`],
-//! [`download`], [`tus`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`server`] (the connection level)
+//! leaves ([`config`], [`error`], [`auth`], [`links`], [`storage`], [`cache`], [`schema`], [`request_id`], [`logging`], [`metrics`], [`forwarded`]) → [`state`] → the routes ([`upload`],
+//! [`download`], [`tus`], [`page`], [`files`], [`health`], gathered by [`routes`]) → [`openapi`] → [`requests`] (ids, metrics and
+//! access lines) → [`server`] (the connection level)
 //! → [`startup`], which only the binary and the tests use. [`fsck`], the offline check of a data directory, uses
 //! only [`storage`].
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod files;
+pub mod forwarded;
 pub mod fsck;
 pub mod health;
 pub mod links;
@@ -19,6 +21,8 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod request_id;
+pub mod requests;
 pub mod routes;
 pub mod schema;
 pub mod server;

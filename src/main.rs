@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: &ferry::config::Config) -> Result<(), String> {
-    ferry::logging::init();
+    ferry::logging::init(config.log_format);
     ignore_file_size_signal().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let app = Application::build(config).map_err(|err| err.to_string())?;
     app.stop_on_signals().map_err(|err| format!("cannot set up signal handling: {err}"))?;

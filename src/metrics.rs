@@ -2,6 +2,9 @@
 //! recorder, so every in-process test server has its own), typed label sets, and counters that are one atomic
 //! add on the request path. Served in the text format at `/metrics` on `--metrics-addr`.
 //!
+//! On the request path every label is a `&'static str` or a number, so recording allocates nothing; without
+//! `--metrics-addr` nothing reads the metrics, and [`Metrics::off`] records nothing at all.
+//!
 //! Values that are state rather than events (files and bytes stored, cache bytes, free bytes) are read when
 //! Prometheus scrapes, through [`Metrics::encode`]'s `now` argument.
 
@@ -21,27 +24,29 @@ use prometheus_client::{
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     /// The route template (`/files/download/cached/{id}`), never the path with an id.
-    route: String,
-    method: String,
+    route: &'static str,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StrategyLabels {
-    strategy: String,
+    strategy: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
-    code: String,
+    code: &'static str,
 }
 
 pub struct Metrics {
+    /// Whether anything is recorded.
+    on: bool,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
@@ -68,6 +73,17 @@ pub struct Now {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(true)
+    }
+}
+
+impl Metrics {
+    /// Metrics that record nothing: what a server without `--metrics-addr` uses.
+    pub fn off() -> Self {
+        Metrics::new(false)
+    }
+
+    fn new(on: bool) -> Self {
         let mut registry = Registry::with_prefix("ferry");
         // from 1 ms to about 20 minutes: a 4 KiB download and a 1 GiB upload over a slow link both land in a
         // bucket of their own
@@ -75,6 +91,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.5, 16))
         });
         let metrics = Metrics {
+            on,
             requests: Family::default(),
             durations,
             received: Family::default(),
@@ -138,40 +155,61 @@ impl Default for Metrics {
         );
         Metrics { registry, ..metrics }
     }
-}
 
-impl Metrics {
-    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let labels = RequestLabels { route: route.to_owned(), method: method.to_owned(), status };
-        self.requests.get_or_create(&labels).inc();
-        self.durations.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
+    /// Whether this records anything (the request path skips the route lookup when not).
+    pub fn is_on(&self) -> bool {
+        self.on
     }
 
-    pub fn received(&self, strategy: &str, bytes: u64) {
-        self.received.get_or_create(&StrategyLabels { strategy: strategy.to_owned() }).inc_by(bytes);
+    /// One answered request; `method` is one of [`method_label`]'s.
+    pub fn request(&self, route: &'static str, method: &'static str, status: u16, seconds: f64) {
+        if !self.on {
+            return;
+        }
+        self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
+        self.durations.get_or_create(&RouteLabels { route }).observe(seconds);
     }
 
-    pub fn sent(&self, strategy: &str, bytes: u64) {
-        self.sent.get_or_create(&StrategyLabels { strategy: strategy.to_owned() }).inc_by(bytes);
+    pub fn received(&self, strategy: &'static str, bytes: u64) {
+        if self.on {
+            self.received.get_or_create(&StrategyLabels { strategy }).inc_by(bytes);
+        }
+    }
+
+    pub fn sent(&self, strategy: &'static str, bytes: u64) {
+        if self.on {
+            self.sent.get_or_create(&StrategyLabels { strategy }).inc_by(bytes);
+        }
     }
 
     /// Counts an upload in flight until the guard is dropped.
     pub fn upload_started(&self) -> GaugeGuard {
-        self.uploads_in_flight.inc();
-        GaugeGuard(self.uploads_in_flight.clone())
+        self.gauge_up(&self.uploads_in_flight)
     }
 
-    pub fn upload_failed(&self, code: &str) {
-        self.uploads_failed.get_or_create(&CodeLabels { code: code.to_owned() }).inc();
+    pub fn upload_failed(&self, code: &'static str) {
+        if self.on {
+            self.uploads_failed.get_or_create(&CodeLabels { code }).inc();
+        }
     }
 
     /// Counts a connection until the guard is dropped.
     pub fn connection_opened(&self) -> GaugeGuard {
-        self.connections.inc();
-        GaugeGuard(self.connections.clone())
+        self.gauge_up(&self.connections)
+    }
+
+    fn gauge_up(&self, gauge: &Gauge) -> GaugeGuard {
+        if !self.on {
+            return GaugeGuard(None);
+        }
+        gauge.inc();
+        GaugeGuard(Some(gauge.clone()))
     }
 
     pub fn cache_lookup(&self, hit: bool) {
+        if !self.on {
+            return;
+        }
         if hit {
             self.cache_hits.inc()
         } else {
@@ -192,11 +230,44 @@ impl Metrics {
     }
 }
 
+/// The OpenMetrics exposition in Prometheus's classic text format (0.0.4), for scrapers that do not ask for
+/// OpenMetrics (`curl`, `promtool check metrics`): a counter family is named with its `_total` there, and there
+/// are no `# UNIT` or `# EOF` lines. The samples are the same.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> =
+        openmetrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        let comment = line.strip_prefix("# HELP ").map(|rest| ("HELP", rest));
+        let comment = comment.or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)));
+        match comment {
+            _ if line.starts_with("# UNIT ") || line == "# EOF" => continue,
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(&name) { "_total" } else { "" };
+                text.push_str(&format!("# {kind} {name}{total} {tail}"));
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The method as a label: the ones HTTP defines, and `other` for the rest, so that no client can make a label
+/// set of its own.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|known| *known == method.as_str()).unwrap_or("other")
+}
+
 /// Decrements its gauge when dropped.
-pub struct GaugeGuard(Gauge<i64, AtomicI64>);
+pub struct GaugeGuard(Option<Gauge<i64, AtomicI64>>);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
     }
 }

@@ -15,9 +15,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::{
     auth::{Access, Admitted, TokenName},
     download,
-    error::{AppError, ErrorBody},
+    error::{AppError, ErrorBody, ErrorCode},
     files, health,
-    metrics::Now,
+    metrics::{Now, classic_text},
     page,
     state::AppState,
     tus, upload,
@@ -44,7 +44,9 @@ pub fn front_door(cfg: &mut web::ServiceConfig) {
 pub struct KnownRoutes(Vec<Route>);
 
 struct Route {
-    template: Vec<String>,
+    /// The path template, e.g. `/files/download/cached/{id}` (interned: a metrics label and a log field).
+    template: &'static str,
+    segments: Vec<&'static str>,
     allow: String,
     access: Vec<(&'static str, Access)>,
 }
@@ -71,21 +73,28 @@ impl KnownRoutes {
                     (*m, Access::for_operation(tag, m))
                 })
                 .collect();
-            Route { template: path.split('/').map(str::to_owned).collect(), allow: allow.join(", "), access }
+            let template = intern(path);
+            Route { template, segments: template.split('/').collect(), allow: allow.join(", "), access }
         });
         KnownRoutes(routes.collect())
     }
 
+    /// The documented route `path` is on, without allocating: this runs for every request.
     fn route(&self, path: &str) -> Option<&Route> {
-        let segments = path.split('/');
+        let count = path.bytes().filter(|&b| b == b'/').count() + 1;
         self.0.iter().find(|route| {
-            segments.clone().count() == route.template.len()
+            route.segments.len() == count
                 && route
-                    .template
+                    .segments
                     .iter()
-                    .zip(segments.clone())
+                    .zip(path.split('/'))
                     .all(|(t, s)| *t == s || (t.starts_with('{') && !s.is_empty()))
         })
+    }
+
+    /// The template of the documented route `path` is on, e.g. `/files/{id}` for `/files/0190…`.
+    pub fn template(&self, path: &str) -> Option<&'static str> {
+        self.route(path).map(|route| route.template)
     }
 
     /// What `method` on `path` needs; open for what is not a documented operation (it answers 404 or 405).
@@ -99,6 +108,19 @@ impl KnownRoutes {
     pub fn allowed(&self, path: &str) -> Option<&str> {
         self.route(path).map(|route| route.allow.as_str())
     }
+}
+
+/// The same `&'static str` for equal templates, each leaked once per process however many apps are built (tests
+/// build hundreds).
+fn intern(template: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = seen.iter().find(|known| **known == template) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
 
 /// Error answers that someone else made (a framework extractor, Swagger UI's asset service) get ferry's JSON
@@ -127,13 +149,15 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         {
             json.insert_header((name.clone(), value.clone()));
         }
+        json.extensions_mut().insert(ErrorCode(code));
         let json = json.json(ErrorBody { error: code.to_owned(), message });
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, json).map_into_right_body()))
     })
 }
 
-/// `GET /metrics` on `--metrics-addr`: the Prometheus text format.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics` on `--metrics-addr`: OpenMetrics for a scraper that asks for it (Prometheus does), Prometheus's
+/// classic text format otherwise.
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (files, stored_bytes) = state.storage.totals();
     let now = Now {
         files,
@@ -141,9 +165,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         cache_bytes: state.cache.held(),
         free_bytes: state.storage.free_bytes().unwrap_or(0),
     };
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.encode(now))
+    let exposition = state.metrics.encode(now);
+    let accept = req.headers().get(header::ACCEPT).and_then(|accept| accept.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(exposition)
+    } else {
+        HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(classic_text(&exposition))
+    }
 }
 
 /// Requests no route took: 405 with `Allow` on a documented path, 404 elsewhere; JSON either way.

@@ -30,8 +30,8 @@ use actix_http::{HttpMessage, HttpService, Protocol, Request};
 use actix_server::Server;
 use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
-    App,
-    body::{BodySize, MessageBody},
+    App, ResponseError,
+    body::MessageBody,
     dev::{AppConfig, ServiceFactory, ServiceRequest, ServiceResponse},
     http::Method,
 };
@@ -42,8 +42,13 @@ use tokio::{
 };
 
 use crate::{
-    auth::Gate, config::Limits, download::Reader, error::AppError, metrics::Metrics, routes::KnownRoutes,
-    state::AppState, upload,
+    auth::Gate,
+    config::Limits,
+    error::AppError,
+    metrics::Metrics,
+    requests::{self, Tracked, Tracking, X_REQUEST_ID},
+    routes::KnownRoutes,
+    upload,
 };
 
 /// Connection settings, from the configuration.
@@ -92,8 +97,7 @@ pub fn serve<F, T, B>(
     listener: TcpListener,
     settings: Connections,
     limits: Limits,
-    known: actix_web::web::Data<KnownRoutes>,
-    metrics: std::sync::Arc<Metrics>,
+    tracking: Arc<Tracking>,
     gate: Arc<Gate>,
     app: F,
 ) -> io::Result<Server>
@@ -120,8 +124,8 @@ where
         // the binary decides what signals do (see `Application::stop_on_signals`)
         .disable_signals()
         .listen("ferry", listener, move || {
-            let (limits, known, stopping, metrics, gate) =
-                (limits, known.clone(), stopping.clone(), metrics.clone(), gate.clone());
+            let (limits, stopping, gate) = (limits, stopping.clone(), gate.clone());
+            let (tracking, metrics) = (tracking.clone(), tracking.metrics.clone());
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let stopping = stopping.clone();
@@ -131,7 +135,7 @@ where
                 .client_request_timeout(settings.header_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
-                .expect(fn_service(move |req: Request| ready(expect(req, &limits, &known, &gate).map_err(closing))))
+                .expect(fn_service(move |req: Request| ready(expect(req, &limits, &tracking, &gate))))
                 .on_connect_ext(|io: &Watched, ext| {
                     ext.insert(io.watch.clone());
                 })
@@ -160,34 +164,47 @@ fn accept(
 }
 
 /// The `Expect: 100-continue` decision: refuse from the head what the handler would refuse before reading the
-/// body, authorization first; otherwise let the client send it.
-fn expect(req: Request, limits: &Limits, known: &KnownRoutes, gate: &Gate) -> Result<Request, AppError> {
+/// body, authorization first; otherwise let the client send it. A refusal is the request's whole answer: it
+/// carries the request's id and gets its access line here.
+fn expect(
+    req: Request,
+    limits: &Limits,
+    tracking: &Tracking,
+    gate: &Gate,
+) -> Result<Request, actix_http::Response<actix_web::body::BoxBody>> {
+    match refusal(&req, limits, &tracking.known, gate) {
+        None => Ok(req),
+        Some(err) => {
+            let id = requests::answered_from_head(&req, err.status_code(), err.code(), tracking);
+            let _entered = id.enter();
+            log::debug!("refused before 100 Continue: {err}");
+            let mut res = closing(err);
+            res.headers_mut().insert(X_REQUEST_ID, requests::header_value(&id));
+            Err(res)
+        }
+    }
+}
+
+fn refusal(req: &Request, limits: &Limits, known: &KnownRoutes, gate: &Gate) -> Option<AppError> {
     let (method, path) = (req.method().as_str(), req.path());
     let query = req.uri().query().unwrap_or_default();
     let denied = match gate.tokens.enabled() {
         true => gate.authorize(known.access(method, path), method, path, query, req.headers()).err(),
         false => None,
     };
-    let refused = denied.or_else(|| match upload::strategy_at(req.path()) {
-        Some(strategy) if req.method() == Method::POST => upload::precheck(strategy, limits, &req).err(),
+    denied.or_else(|| match upload::strategy_at(req.path()) {
+        Some(strategy) if req.method() == Method::POST => upload::precheck(strategy, limits, req).err(),
         Some(_) => known.allowed(req.path()).map(|allow| AppError::MethodNotAllowed { allow: allow.to_owned() }),
         None => match known.allowed(req.path()) {
             None => Some(AppError::NoRoute(format!("{} {}", req.method(), req.path()))),
             Some(_) => None,
         },
-    });
-    match refused {
-        Some(err) => {
-            log::debug!("refused before 100 Continue: {err}");
-            Err(err)
-        }
-        None => Ok(req),
-    }
+    })
 }
 
 /// The client was told not to send its body, and may send it anyway: the connection cannot be reused.
 fn closing(err: AppError) -> actix_http::Response<actix_web::body::BoxBody> {
-    let mut res = actix_web::ResponseError::error_response(&err);
+    let mut res = err.error_response();
     res.head_mut().set_connection_type(actix_http::ConnectionType::Close);
     res.into()
 }
@@ -289,28 +306,14 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// One answered request in the metrics: by route template (never a path with an id), and for downloads the
-/// bytes promised in Content-Length.
-fn count<B: MessageBody>(metrics: &Metrics, response: &ServiceResponse<B>, seconds: f64) {
-    let request = response.request();
-    let route = request.match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched");
-    let status = response.status();
-    metrics.request(route, request.method().as_str(), status.as_u16(), seconds);
-    if status.is_success()
-        && let Some(reader) = Reader::ALL.into_iter().find(|reader| reader.template() == route)
-        && let BodySize::Sized(bytes) = response.response().body().size()
-    {
-        metrics.sent(reader.name(), bytes);
-    }
-}
-
 /// Middleware (`wrap_fn`) that tells the connection a request is in progress, and when its response is ready
-/// the connection is waiting for the next head again.
+/// the connection is waiting for the next head again; in between, [`requests::track`] names, counts and logs
+/// the request.
 pub fn track_requests<S, B>(
     req: ServiceRequest,
     service: &S,
-) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
+    tracking: &Arc<Tracking>,
+) -> impl Future<Output = Result<ServiceResponse<Tracked<B>>, actix_web::Error>> + use<S, B>
 where
     S: actix_web::dev::Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
@@ -319,18 +322,11 @@ where
     if let Some(watch) = &watch {
         watch.0.set(Phase::Busy);
     }
-    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
-    let in_flight = state.as_ref().map(|state| state.lifecycle.start_request());
-    let started = std::time::Instant::now();
-    let response = service.call(req);
+    let response = requests::track(req, service, tracking);
     async move {
         let response = response.await;
-        drop(in_flight);
         if let Some(watch) = watch {
             watch.0.set(Phase::Idle);
-        }
-        if let (Some(state), Ok(response)) = (state, &response) {
-            count(&state.metrics, response, started.elapsed().as_secs_f64());
         }
         response
     }

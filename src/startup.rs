@@ -4,23 +4,19 @@
 use std::{fmt, io, net::SocketAddr, sync::Arc};
 
 use actix_cors::Cors;
-use actix_web::{
-    App, HttpMessage,
-    dev::Server,
-    middleware::{Condition, Logger},
-    web,
-};
+use actix_web::{App, dev::Server, middleware::Condition, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth::{Gate, TokenName, Tokens},
+    auth::{Gate, Tokens},
     cache::FileCache,
     config::{AuthMode, Config},
     error::AppError,
-    links::{self, LinkSigner},
+    links::LinkSigner,
     metrics::Metrics,
     openapi,
+    requests::Tracking,
     routes::{self, KnownRoutes},
     server::{self, Connections},
     state::{AppState, Lifecycle},
@@ -50,6 +46,8 @@ pub struct Application {
     uploads: Uploads,
     /// `/metrics` on `--metrics-addr`, apart from the public port.
     metrics_server: Option<(Server, SocketAddr)>,
+    /// `--shutdown-delay`.
+    shutdown_delay: std::time::Duration,
 }
 
 impl Application {
@@ -83,9 +81,15 @@ impl Application {
         let cache = FileCache::new(config.cache_bytes, config.cache_max_file_bytes);
         let spec = openapi::spec(&limits);
         let known = web::Data::new(KnownRoutes::from_spec(&spec));
-        let known_routes = known.clone();
         let lifecycle = Lifecycle::default();
-        let metrics = Arc::new(Metrics::default());
+        // nothing could read them without --metrics-addr, so nothing is recorded
+        let metrics = Arc::new(if config.metrics_addr.is_some() { Metrics::default() } else { Metrics::off() });
+        let tracking = Arc::new(Tracking {
+            metrics: metrics.clone(),
+            known: known.clone(),
+            lifecycle: lifecycle.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        });
         let state = web::Data::new(AppState {
             storage: storage.clone(),
             limits,
@@ -104,7 +108,9 @@ impl Application {
         };
         log::info!("at most {} connections at once", connections.max_connections);
         let scraped = state.clone();
+        let tracked = tracking.clone();
         let app = move || {
+            let tracking = tracked.clone();
             App::new()
                 .app_data(state.clone())
                 .app_data(known.clone())
@@ -122,16 +128,23 @@ impl Application {
                 .wrap_fn(routes::guard)
                 .wrap(routes::json_errors())
                 .wrap(Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
-                .wrap(access_log())
-                .wrap_fn(server::track_requests)
+                .wrap_fn(move |req, service| server::track_requests(req, service, &tracking))
         };
-        let server = server::serve(listener, connections, limits, known_routes, metrics, gate, app)
+        let server = server::serve(listener, connections, limits, tracking, gate, app)
             .map_err(|err| listen_error(config.addr, &err))?;
         let metrics_server = match config.metrics_addr {
             Some(addr) => Some(metrics_server(addr, scraped)?),
             None => None,
         };
-        Ok(Application { server, addr, lifecycle, storage, uploads, metrics_server })
+        Ok(Application {
+            server,
+            addr,
+            lifecycle,
+            storage,
+            uploads,
+            metrics_server,
+            shutdown_delay: config.shutdown_delay,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -159,12 +172,13 @@ impl Application {
         self.storage.sweep_tmp()
     }
 
-    /// SIGTERM or SIGINT starts a graceful stop: readiness turns 503, the listener closes, requests in flight
-    /// get up to `--shutdown-timeout` to finish. A second SIGINT stops at once.
+    /// SIGTERM or SIGINT starts a graceful stop: readiness turns 503 at once; after `--shutdown-delay` (during
+    /// which new connections are still served) the listener closes, and requests in flight get up to
+    /// `--shutdown-timeout` to finish. A second SIGINT stops at once.
     pub fn stop_on_signals(&self) -> io::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
-        let (handle, lifecycle) = (self.server.handle(), self.lifecycle.clone());
+        let (handle, lifecycle, delay) = (self.server.handle(), self.lifecycle.clone(), self.shutdown_delay);
         actix_web::rt::spawn(async move {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
@@ -172,8 +186,15 @@ impl Application {
             };
             lifecycle.begin_stopping();
             log::info!("{name}: shutting down ({} requests in flight)", lifecycle.in_flight());
+            let graceful = async {
+                if !delay.is_zero() {
+                    log::info!("readiness answers 503; still accepting for {}", humantime::format_duration(delay));
+                    tokio::time::sleep(delay).await;
+                }
+                handle.stop(true).await;
+            };
             tokio::select! {
-                () = handle.stop(true) => {}
+                () = graceful => {}
                 _ = int.recv() => {
                     log::warn!("SIGINT again: stopping now ({} requests in flight)", lifecycle.in_flight());
                     handle.stop(false).await;
@@ -209,22 +230,6 @@ pub fn check_exposure(addr: SocketAddr, auth_on: bool, allow_anonymous: bool) ->
         "refusing to listen on {addr} without access control: create a token (ferry token create --name NAME \
          --scopes upload,read,delete), pass --auth token, or pass --allow-anonymous to serve everyone"
     )))
-}
-
-/// The access log: the request line with a signed link's signature hidden, and the name of the token used
-/// (`-` without one); never a token.
-fn access_log() -> Logger {
-    Logger::new("%a \"%{request}xi\" %s %b %Dms token=%{token}xo")
-        .custom_request_replace("request", |req| {
-            let query = match req.query_string() {
-                "" => String::new(),
-                query => format!("?{}", links::redact(query)),
-            };
-            format!("{} {}{query} {:?}", req.method(), req.path(), req.version())
-        })
-        .custom_response_replace("token", |res| {
-            res.request().extensions().get::<TokenName>().map_or_else(|| "-".to_owned(), |name| name.0.to_string())
-        })
 }
 
 /// CORS for the `--cors-origin`s: the methods and headers uploads, downloads and file operations use, and the

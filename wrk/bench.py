@@ -15,6 +15,12 @@ references (the FastAPI twin in wrk/fastapi_app.py at the same path; nginx's Web
 --repeat N does that N times, servers interleaved, so the medians and ratios see the same machine weather.
 Only loopback is used; every run is bounded by --duration and everything started is stopped. Results go to
 wrk/results/runs/<timestamp>/ (or --out) as Markdown, JSON and an SVG chart.
+
+--variant NAME='ARGS' adds ferry run another way to every round, e.g. --variant metrics='--metrics-addr auto'
+--variant logs='RUST_LOG=info': NAME=VALUE words are environment, the rest are ferry options (`auto` after
+--metrics-addr is a free port). Plain ferry runs with RUST_LOG=warn and no metrics. A ferry with --metrics-addr
+(a variant, or every ferry with --server-metrics) is scraped before and after each run, and the runs record the
+server's own count of requests and bytes for the endpoint beside wrk's.
 """
 
 import argparse
@@ -250,12 +256,69 @@ class Ferry(Server):
     name = "ferry"
     stop_signal = signal.SIGINT
 
-    def __init__(self, binary: Path, data_root: Path, workers: int, fsync: bool, size: int):
+    def __init__(self, binary: Path, data_root: Path, workers: int, fsync: bool, size: int,
+                 variant: list[str] | None = None):
         data = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=data_root))
         limit = str(max(size * 2, 64 << 20))
+        env, extra = variant_parts(variant or [])
+        self.metrics_url = None
+        if "--metrics-addr" in extra:
+            at = extra.index("--metrics-addr") + 1
+            if extra[at:at + 1] == ["auto"]:
+                extra[at] = f"127.0.0.1:{free_port()}"
+            self.metrics_url = f"http://{extra[at]}/metrics"
+        # what ferry logs goes where a deployment's log would: a file beside its data directory
+        self.log_path = data.with_suffix(".log")
         self.start([str(binary), "--addr", "127.0.0.1:{port}", "--workers", str(workers), "--data-dir", str(data),
-                    "--fsync", str(fsync).lower(), "--max-upload-bytes", limit, "--max-buffered-bytes", limit],
-                   data, env=dict(os.environ, RUST_LOG="warn"))
+                    "--fsync", str(fsync).lower(), "--max-upload-bytes", limit, "--max-buffered-bytes", limit,
+                    *extra], data, env={**os.environ, "RUST_LOG": "warn", **env}, stderr=self.log_path.open("w"))
+
+    def __exit__(self, *exc):
+        try:
+            super().__exit__(*exc)
+        finally:
+            self.log_path.unlink(missing_ok=True)
+
+
+def variant_parts(words: list[str]) -> tuple[dict, list[str]]:
+    """A variant's words: NAME=VALUE (NAME in capitals) is environment, the rest ferry's options."""
+    env = {}
+    args = []
+    for word in words:
+        name, eq, value = word.partition("=")
+        if eq and re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            env[name] = value
+        else:
+            args.append(word)
+    return env, args
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as res:
+        return res.read().decode()
+
+
+def server_view(before: str, after: str, e: "Endpoint") -> tuple[int, int]:
+    """The requests ferry answered on the endpoint's route and the body bytes it counted for its strategy
+    (received for uploads, sent for downloads) between two scrapes of its /metrics."""
+    bytes_metric = "ferry_received_bytes_total" if e.kind == "upload" else "ferry_sent_bytes_total"
+
+    def totals(text: str) -> tuple[float, float]:
+        requests = body = 0.0
+        for line in text.splitlines():
+            match = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
+            if not match:
+                continue
+            name, labels, value = match.groups()
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+            if name == "ferry_http_requests_total" and labels.get("route") == e.path:
+                requests += float(value)
+            elif name == bytes_metric and labels.get("strategy") == e.strategy:
+                body += float(value)
+        return requests, body
+
+    (r0, b0), (r1, b1) = totals(before), totals(after)
+    return int(r1 - r0), int(b1 - b0)
 
 
 class FastAPI(Server):
@@ -341,6 +404,9 @@ class Run:
     cpu_s: float = 0.0
     load: float = 0.0  # the machine's 1-minute load average when the run ended (wrk and the server add about 2)
     note: str = ""
+    # ferry's own view from /metrics, when it had --metrics-addr: requests answered on the route, body bytes
+    server_requests: int | None = None
+    server_bytes: int | None = None
 
 
 def run_wrk(args, url: str, script: str, script_args: list[str]) -> dict:
@@ -368,10 +434,17 @@ def run_wrk(args, url: str, script: str, script_args: list[str]) -> dict:
     }
 
 
-def measure(run: Run, server: Server, args, url: str, script: str, script_args: list[str]) -> Run:
+def measure(run: Run, server: Server, args, url: str, script: str, script_args: list[str],
+            endpoint: "Endpoint | None" = None) -> Run:
+    metrics_url = getattr(server, "metrics_url", None) if endpoint else None
+    before = scrape(metrics_url) if metrics_url else None
     _, cpu_before = proc_stats(server.pids())
     result = run_wrk(args, url, script, script_args)
     peak, cpu_after = proc_stats(server.pids())
+    if metrics_url:
+        # the last responses' counts land as wrk's connections close
+        time.sleep(0.2)
+        run.server_requests, run.server_bytes = server_view(before, scrape(metrics_url), endpoint)
     run.requests, run.rps = result["requests"], result["rps"]
     run.avg_latency_ms, run.p99_ms, run.errors = result["avg_latency_ms"], result["p99_ms"], result["errors"]
     run.peak_rss_mib, run.cpu_s = round(peak, 1), round(cpu_after - cpu_before, 2)
@@ -391,7 +464,7 @@ class Context:
 
 
 def servers_for(ctx: Context, e: Endpoint) -> list[str]:
-    names = ["ferry"]
+    names = ["ferry", *(f"ferry:{name}" for name in ctx.args.variants)]
     for ref in ctx.args.reference:
         if ref == "fastapi" and route_key(PATHS[e.kind][0], e.path) not in ctx.twins:
             continue  # no FastAPI twin (ferry's cached download): the table says "–"
@@ -412,18 +485,21 @@ def measure_one(ctx: Context, e: Endpoint, server_name: str, workers: int, size:
                                [str(bodies["raw"]), CONTENT_TYPES["raw"], "PUT"])
             run.target = "nginx static (sendfile)"
             return measure(run, nginx, args, nginx.base + "/static/fixture.bin", "download.lua", [])
-    if server_name == "ferry":
-        server = Ferry(ctx.binary, args.data_dir, workers, args.fsync, size)
+    if server_name.startswith("ferry"):
+        variant = args.variants.get(server_name.partition(":")[2], [])
+        if args.server_metrics and "--metrics-addr" not in variant:
+            variant = [*variant, "--metrics-addr", "auto"]
+        server = Ferry(ctx.binary, args.data_dir, workers, args.fsync, size, variant)
     else:
         server = FastAPI(args.fastapi_python, args.data_dir, workers)
     run.target = e.path
     with server:
         if e.kind == "upload":
             return measure(run, server, args, server.base + e.path, "upload.lua",
-                           [str(bodies[e.body]), CONTENT_TYPES[e.body]])
+                           [str(bodies[e.body]), CONTENT_TYPES[e.body]], e)
         file_id = server.upload(fixture, ctx.raw_upload.path)
         url = server.base + re.sub(r"\{[^}]*\}", file_id, e.path)
-        return measure(run, server, args, url, "download.lua", [])
+        return measure(run, server, args, url, "download.lua", [], e)
 
 
 def fsync_cost(ctx: Context, size: int, bodies: dict, runs: list[Run]) -> list[Run]:
@@ -570,8 +646,20 @@ def parse_args():
                         "auto (default): on tmpfs only, as much as one run could store (duration x cores x "
                         "0.5 GiB/s; downloads only: twice the largest file), capped at 8 GiB and half the free "
                         "memory; 0 elsewhere")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME='ARGS'",
+                   help="also run ferry this way in every round, e.g. metrics='--metrics-addr auto' or "
+                        "logs='RUST_LOG=info' (NAME=VALUE words are environment); tables give each variant's "
+                        "req/s over plain ferry's")
+    p.add_argument("--server-metrics", action="store_true",
+                   help="run every ferry with --metrics-addr and record its own count of requests and bytes")
     p.add_argument("--out", type=Path, help="results directory (default wrk/results/runs/<timestamp>/, gitignored)")
     args = p.parse_args()
+    args.variants = {}
+    for item in args.variant:
+        name, eq, words = item.partition("=")
+        if not eq or not re.fullmatch(r"[a-z0-9_-]+", name):
+            p.error(f"--variant takes NAME='ARGS' with a lowercase name, not {item!r}")
+        args.variants[name] = shlex.split(words)
     args.reference = [r.strip() for item in args.reference for r in item.split(",") if r.strip()]
     bad = [r for r in args.reference if r not in REFERENCES]
     if bad:
@@ -660,6 +748,7 @@ def main() -> None:
         "fsync": args.fsync,
         "repeat": args.repeat,
         "references": args.reference,
+        "variants": {name: shlex.join(words) for name, words in args.variants.items()},
     }
     summaries = report.summarize(runs, endpoints)
     out_dir.mkdir(parents=True, exist_ok=True)

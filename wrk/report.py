@@ -52,12 +52,22 @@ def summarize(runs, endpoints) -> list[dict]:
     for (size, workers, kind, strategy), group in groups.items():
         e = by_name[(kind, strategy)]
         servers = {}
-        for name in SERVER_LABELS:
+        # the references, then ferry's variants (`ferry:<name>`) in the order they ran
+        for name in dict.fromkeys([*SERVER_LABELS, *(r.server for r in group)]):
             mine = [r for r in group if r.server == name]
             if mine:
                 servers[name] = stats(mine)
         vs = {}
         ferry = {r.round: r.rps for r in group if r.server == "ferry"}
+        variants = {}
+        for name in (n for n in servers if n.startswith("ferry:") and "ferry" in servers):
+            theirs = {r.round: r.rps for r in group if r.server == name}
+            rounds = [theirs[n] / ferry[n] for n in theirs if ferry.get(n)]
+            variants[name] = {
+                "ratio": round(servers[name]["rps"] / servers["ferry"]["rps"], 3),
+                "min": round(min(rounds), 3) if rounds else None,
+                "max": round(max(rounds), 3) if rounds else None,
+            }
         for ref in ("fastapi", "nginx"):
             theirs = {r.round: r.rps for r in group if r.server == ref}
             if "ferry" in servers and ref in servers and servers[ref]["rps"]:
@@ -68,7 +78,8 @@ def summarize(runs, endpoints) -> list[dict]:
                     "max": round(max(rounds), 2) if rounds else None,
                 }
         out.append({"kind": kind, "strategy": strategy, "path": e.path, "body": e.body, "streamed": e.streamed,
-                    "order": e.order, "size": size, "workers": workers, "servers": servers, "vs": vs})
+                    "order": e.order, "size": size, "workers": workers, "servers": servers, "vs": vs,
+                    "variants": variants})
     out.sort(key=lambda s: (s["size"], s["workers"], s["kind"] != "upload", s["order"]))
     return out
 
@@ -103,6 +114,36 @@ def ratio_cell(v: dict | None) -> str:
     if v["min"] is not None and v["min"] != v["max"]:
         return f"{v['ratio']:.2f}× ({v['min']:.2f}–{v['max']:.2f})"
     return f"{v['ratio']:.2f}×"
+
+
+def label(server: str) -> str:
+    return SERVER_LABELS.get(server, server)
+
+
+def variants_markdown(meta: dict, summaries: list[dict]) -> list[str]:
+    """Each variant of ferry against plain ferry, measured in the same rounds: what the variant costs."""
+    names = list(dict.fromkeys(n for s in summaries for n in s.get("variants", {})))
+    if not names:
+        return []
+    out = ["## ferry variants, each over plain ferry in the same rounds", ""]
+    for name in names:
+        words = meta.get("variants", {}).get(name.partition(":")[2], "")
+        out.append(f"- `{name}`: `{words}`")
+    out += ["", "| size | workers | endpoint | plain ferry req/s | "
+            + " | ".join(f"`{n}` req/s | `{n}` ÷ plain" for n in names) + " |",
+            "|---|---:|---|---:|" + "---:|---:|" * len(names)]
+    for s in summaries:
+        if not s.get("variants"):
+            continue
+        cells = [size_label(s["size"]), str(s["workers"]), f"`{s['kind']}/{s['strategy']}`",
+                 rps_cell(s["servers"].get("ferry"))]
+        for name in names:
+            v = s["variants"].get(name)
+            ratio = (f"{v['ratio']:.3f} ({v['min']:.3f}–{v['max']:.3f})" if v and v["min"] is not None
+                     else "–")
+            cells += [rps_cell(s["servers"].get(name)), ratio]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def pair(s: dict, key: str, fmt: str, refs: list[str]) -> str:
@@ -160,6 +201,7 @@ def markdown(meta: dict, summaries: list[dict], runs) -> str:
                         f"endpoints' medians {overall['rps']:,.0f} req/s, runs from {overall['rps_min']:,.0f} to "
                         f"{overall['rps_max']:,.0f}, peak RSS {overall['peak_rss_mib']:.0f} MiB."]
         out.append("")
+    out += variants_markdown(meta, summaries)
     fsync = [r for r in runs if r.kind == "fsync"]
     if fsync:
         out += ["## the cost of fsync", "", "| endpoint | setting | runs | req/s (min–max) |", "|---|---|---:|---:|"]
@@ -169,14 +211,19 @@ def markdown(meta: dict, summaries: list[dict], runs) -> str:
             out.append(f"| `upload/{mine[0].strategy}` | {note} | {st['runs']} | {rps_cell(st)} |")
         out.append("")
     out += ["## every run", "",
-            "| size | workers | endpoint | round | server | req/s | avg latency | p99 | peak RSS | CPU s | load | errors | note |",
-            "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "| size | workers | endpoint | round | server | req/s | requests (wrk / ferry's /metrics) | "
+            "bytes (ferry's /metrics) | avg latency | p99 | peak RSS | CPU s | load | errors | note |",
+            "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         target = "" if r.server != "nginx" else f" ({r.target})"
+        server_requests = getattr(r, "server_requests", None)
+        server_bytes = getattr(r, "server_bytes", None)
+        seen = f"{r.requests:,} / {server_requests:,}" if server_requests is not None else f"{r.requests:,} / –"
+        moved = f"{server_bytes:,}" if server_bytes is not None else "–"
         out.append(f"| {size_label(r.size)} | {r.workers} | `{r.kind}/{r.strategy}` | {r.round} | "
-                   f"{SERVER_LABELS[r.server]}{target} | {r.rps:,.0f} | {r.avg_latency_ms:.2f} ms | {r.p99_ms:.2f} ms | "
-                   f"{r.peak_rss_mib:.0f} MiB | {r.cpu_s:.1f} | {getattr(r, 'load', 0):.1f} | {r.errors} | "
-                   f"{escape(r.note)} |")
+                   f"{label(r.server)}{target} | {r.rps:,.0f} | {seen} | {moved} | {r.avg_latency_ms:.2f} ms | "
+                   f"{r.p99_ms:.2f} ms | {r.peak_rss_mib:.0f} MiB | {r.cpu_s:.1f} | {getattr(r, 'load', 0):.1f} | "
+                   f"{r.errors} | {escape(r.note)} |")
     out.append("")
     return "\n".join(out)
 

@@ -177,6 +177,50 @@ class Reports(unittest.TestCase):
         self.assertIn("no FastAPI twin", texts)
 
 
+EXPOSITION = """# HELP ferry_http_requests Requests answered, by route template, method and status
+# TYPE ferry_http_requests counter
+ferry_http_requests_total{route="/files/download/cached/{id}",method="GET",status="200"} %d
+ferry_http_requests_total{route="/files/download/cached/{id}",method="HEAD",status="200"} 2
+ferry_http_requests_total{route="/files/upload/single",method="POST",status="201"} 7
+ferry_http_requests_total{route="/files/upload/single",method="POST",status="413"} %d
+# TYPE ferry_received_bytes counter
+ferry_received_bytes_total{strategy="single"} %d
+ferry_received_bytes_total{strategy="single/stream"} 999
+# TYPE ferry_sent_bytes counter
+ferry_sent_bytes_total{strategy="cached"} %d
+# EOF
+"""
+
+
+class ServerView(unittest.TestCase):
+    def test_requests_on_the_route_and_bytes_of_the_strategy_between_two_scrapes(self):
+        endpoints = {e.name: e for e in bench.endpoints_from_spec(SAMPLE)}
+        before, after = EXPOSITION % (10, 1, 100, 4000), EXPOSITION % (35, 3, 1300, 29000)
+        self.assertEqual(bench.server_view(before, after, endpoints["download/cached"]), (25, 25000))
+        self.assertEqual(bench.server_view(before, after, endpoints["upload/single"]), (2, 1200))
+        self.assertEqual(bench.server_view(before, after, endpoints["upload/single/stream"]), (0, 0))
+
+    def test_a_variant_is_environment_and_options(self):
+        env, args = bench.variant_parts(["RUST_LOG=info,ferry::access=off", "--metrics-addr", "auto",
+                                         "--log-format=json"])
+        self.assertEqual(env, {"RUST_LOG": "info,ferry::access=off"})
+        self.assertEqual(args, ["--metrics-addr", "auto", "--log-format=json"])
+
+    def test_variants_are_reported_over_plain_ferry_round_by_round(self):
+        endpoints, runs = fake_runs()
+        runs += [bench.Run(r.kind, r.strategy, "ferry:metrics", r.workers, r.size, r.round, r.body, r.streamed,
+                           r.target, requests=r.requests, rps=r.rps * (0.95 if r.round == 1 else 0.99),
+                           server_requests=r.requests + 1, server_bytes=123) for r in runs if r.server == "ferry"]
+        summary = {(s["kind"], s["strategy"]): s for s in report.summarize(runs, endpoints)}
+        self.assertEqual(summary[("upload", "single")]["variants"]["ferry:metrics"],
+                         {"ratio": round(0.99 * 3600 / 3600, 3), "min": 0.95, "max": 0.99})
+        meta = dict(Reports.meta, variants={"metrics": "--metrics-addr auto"})
+        md = report.markdown(meta, report.summarize(runs, endpoints), runs)
+        self.assertIn("- `ferry:metrics`: `--metrics-addr auto`", md)
+        self.assertIn("0.990 (0.950–0.990)", md)
+        self.assertIn(f"| {runs[-1].requests:,} / {runs[-1].requests + 1:,} | 123 |", md)
+
+
 class Options(unittest.TestCase):
     def test_prewarm_scales_with_the_run(self):
         class Args:

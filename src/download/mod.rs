@@ -295,14 +295,15 @@ fn leased_chunks(lease: Lease, span: Span) -> impl Stream<Item = io::Result<Byte
 /// trip there.
 async fn async_chunks(path: &Path, span: Span, stored: Stored) -> io::Result<ChunkStream> {
     let path = path.to_owned();
-    let file = tokio::task::spawn_blocking(move || {
+    // the size check logs damage: carry the request's id there
+    let file = tokio::task::spawn_blocking(crate::request_id::carry(move || {
         let mut file = std::fs::File::open(path)?;
         stored.check(file.metadata()?.len());
         if span.start > 0 {
             file.seek(SeekFrom::Start(span.start))?;
         }
         Ok::<_, io::Error>(file)
-    })
+    }))
     .await
     .map_err(io::Error::other)??;
     Ok(Box::pin(ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(span.len), CHUNK)))

@@ -231,7 +231,7 @@ async fn metrics_count_requests_by_route_template_bytes_by_strategy_and_failures
     assert_eq!(app.client.get(app.url("/files/0190")).send().await.unwrap().status(), 404);
 
     let url = format!("http://{}/metrics", app.metrics_addr.unwrap());
-    let text = app.client.get(url).send().await.unwrap().text().await.unwrap();
+    let text = app.client.get(&url).send().await.unwrap().text().await.unwrap();
     let value = |series: &str| -> f64 {
         let line =
             text.lines().find(|line| line.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{text}"));
@@ -261,4 +261,9 @@ async fn metrics_count_requests_by_route_template_bytes_by_strategy_and_failures
         text.contains("ferry_http_request_duration_seconds_bucket{le=\"0.001\",route=\"/files/upload/single\"}"),
         "{text}"
     );
+    // the classic text format unless OpenMetrics is asked for, as Prometheus does
+    assert!(text.contains("# TYPE ferry_http_requests_total counter\n") && !text.contains("# EOF"), "{text}");
+    let openmetrics = app.client.get(url).header("accept", "application/openmetrics-text; version=1.0.0").send();
+    let openmetrics = openmetrics.await.unwrap().text().await.unwrap();
+    assert!(openmetrics.contains("# TYPE ferry_http_requests counter\n") && openmetrics.ends_with("# EOF\n"));
 }

@@ -186,6 +186,11 @@ impl ChildServer {
     /// Starts `ferry` on a free port with `data_dir` and extra flags; `wrapper` (e.g. `prlimit --fsize=N`) runs
     /// in front of it and must exec it in place.
     pub fn start(data_dir: &Path, args: &[&str], wrapper: &[&str]) -> ChildServer {
+        ChildServer::start_logging(data_dir, args, wrapper, "info")
+    }
+
+    /// [`ChildServer::start`], logging what `rust_log` (`RUST_LOG`) lets through.
+    pub fn start_logging(data_dir: &Path, args: &[&str], wrapper: &[&str], rust_log: &str) -> ChildServer {
         use std::io::BufRead;
         let exe = env!("CARGO_BIN_EXE_ferry");
         let mut command = match wrapper.split_first() {
@@ -200,7 +205,7 @@ impl ChildServer {
             .args(["--addr", "127.0.0.1:0", "--workers", "1", "--data-dir"])
             .arg(data_dir)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             // tests must not depend on how full the machine's disk is; those about free space pass the flag
             .env("FERRY_MIN_FREE_BYTES", "0")
             .stderr(std::process::Stdio::piped())

@@ -109,3 +109,39 @@ async fn an_upload_stalled_past_the_shutdown_timeout_leaves_nothing() {
     assert!(names_in(&data.path().join("tmp")).is_empty(), "{:?}", names_in(&data.path().join("tmp")));
     assert!(names_in(&data.path().join("files")).is_empty());
 }
+
+#[tokio::test]
+async fn readiness_turns_503_on_sigterm_while_an_upload_is_in_flight_before_the_listener_closes() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::start(data.path(), &["--shutdown-delay", "5s", "--shutdown-timeout", "30s"], &[]);
+    // a new connection for every probe: the listener itself must still take them
+    let probe = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    assert_eq!(probe.get(server.url("/health/ready")).send().await.unwrap().status(), 200);
+    let url = server.url("/files/upload/stream/async_read_and_disk_write?filename=late.bin");
+    let bytes = bytes::Bytes::from(pattern(24 << 20));
+    let upload = tokio::spawn(
+        reqwest::Client::new().post(url).body(paced_body(bytes.clone(), Duration::from_millis(400))).send(),
+    );
+    upload_under_way(data.path()).await;
+
+    signal(&server, libc::SIGTERM);
+    let mut answer = None;
+    for _ in 0..100 {
+        let res = probe.get(server.url("/health/ready")).send().await.expect("the listener is still open");
+        if res.status() == 503 {
+            answer = Some(res.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = answer.expect("readiness turned 503");
+    assert_eq!(answer["message"], "not ready: shutting down", "{answer}");
+    assert!(!upload.is_finished(), "the upload is still in flight");
+    assert_eq!(probe.get(server.url("/health/live")).send().await.unwrap().status(), 200, "still alive");
+
+    let res = upload.await.unwrap().unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.json::<StoredFile>().await.unwrap().sha256, sha256_hex(&bytes));
+    let exited = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    assert!(exited.success());
+}
