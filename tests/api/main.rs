@@ -12,6 +12,7 @@ mod faults;
 mod files;
 mod helpers;
 mod hostile;
+mod migration;
 mod openapi;
 mod properties;
 mod restart;
