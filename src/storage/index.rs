@@ -78,6 +78,20 @@ pub struct SqliteIndex {
     path: std::path::PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    queue: Mutex<Queue>,
+}
+
+/// Rows waiting for a commit. Whoever holds the writer commits every row queued so far in one transaction (a
+/// group commit): with `--fsync true` one sync of the log then makes a whole batch of concurrent uploads
+/// durable, where one commit each would cap uploads at one per sync (about 250 a second on this machine's disk).
+#[derive(Default)]
+struct Queue {
+    rows: Vec<StoredFile>,
+    /// The ticket of the last rows queued, and of the last rows committed (or failed).
+    queued: u64,
+    settled: u64,
+    /// The outcome of settled tickets whose owners have not yet looked.
+    outcomes: std::collections::HashMap<u64, Result<(), (io::ErrorKind, String)>>,
 }
 
 impl SqliteIndex {
@@ -93,7 +107,12 @@ impl SqliteIndex {
         writer.pragma_update(None, "synchronous", if fsync { "FULL" } else { "OFF" }).map_err(sql)?;
         writer.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         writer.execute_batch(SCHEMA).map_err(sql)?;
-        Ok(SqliteIndex { path: path.to_owned(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteIndex {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            queue: Mutex::default(),
+        })
     }
 
     fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> io::Result<T> {
@@ -137,28 +156,26 @@ impl Index for SqliteIndex {
     }
 
     fn insert(&self, files: &[StoredFile]) -> io::Result<()> {
+        let ticket = {
+            let mut queue = self.queue.lock().expect("index queue lock");
+            queue.rows.extend_from_slice(files);
+            queue.queued += 1;
+            queue.queued
+        };
         let mut conn = self.writer.lock().expect("index writer lock");
-        let tx = conn.transaction().map_err(sql)?;
-        {
-            let sql_text = format!(
-                "INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING"
-            );
-            let mut stmt = tx.prepare_cached(&sql_text).map_err(sql)?;
-            for file in files {
-                let sha256 = hex::decode(&file.sha256).map_err(io::Error::other)?;
-                stmt.execute(params![
-                    &file.id.as_bytes()[..],
-                    file.filename,
-                    i64::try_from(file.size).map_err(io::Error::other)?,
-                    sha256,
-                    file.content_type,
-                    file.strategy,
-                    nanos(file.created_at),
-                ])
-                .map_err(sql)?;
-            }
+        let mut queue = self.queue.lock().expect("index queue lock");
+        if let Some(outcome) = queue.outcomes.remove(&ticket) {
+            // committed with others while this one waited for the writer
+            return outcome.map_err(|(kind, message)| io::Error::new(kind, message));
         }
-        tx.commit().map_err(sql)
+        let (rows, first, last) = (std::mem::take(&mut queue.rows), queue.settled + 1, queue.queued);
+        drop(queue);
+        let outcome = commit(&mut conn, &rows);
+        let mut queue = self.queue.lock().expect("index queue lock");
+        let shared = outcome.as_ref().map(|_| ()).map_err(|err| (err.kind(), err.to_string()));
+        queue.outcomes.extend((first..=last).filter(|&t| t != ticket).map(|t| (t, shared.clone())));
+        queue.settled = last;
+        outcome
     }
 
     fn remove(&self, id: FileId) -> io::Result<bool> {
@@ -174,6 +191,30 @@ impl Index for SqliteIndex {
             })
         })
     }
+}
+
+/// One transaction for `rows`.
+fn commit(conn: &mut Connection, rows: &[StoredFile]) -> io::Result<()> {
+    let tx = conn.transaction().map_err(sql)?;
+    {
+        let sql_text =
+            format!("INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING");
+        let mut stmt = tx.prepare_cached(&sql_text).map_err(sql)?;
+        for file in rows {
+            let sha256 = hex::decode(&file.sha256).map_err(io::Error::other)?;
+            stmt.execute(params![
+                &file.id.as_bytes()[..],
+                file.filename,
+                i64::try_from(file.size).map_err(io::Error::other)?,
+                sha256,
+                file.content_type,
+                file.strategy,
+                nanos(file.created_at),
+            ])
+            .map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredFile> {
@@ -250,5 +291,26 @@ mod tests {
         assert!(!index.remove(files[4].id).unwrap());
         assert_eq!(index.get(files[4].id).unwrap(), None);
         assert_eq!(index.totals().unwrap(), Totals { files: 4, bytes: 6 });
+    }
+
+    #[test]
+    fn concurrent_inserts_are_committed_together_and_each_one_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = std::sync::Arc::new(SqliteIndex::open(&dir.path().join("index.db"), false).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let index = index.clone();
+                std::thread::spawn(move || {
+                    let files: Vec<StoredFile> = (0..50).map(|_| file(1)).collect();
+                    for one in &files {
+                        index.insert(std::slice::from_ref(one)).unwrap();
+                        assert_eq!(index.get(one.id).unwrap().as_ref(), Some(one), "visible once insert returns");
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(index.totals().unwrap(), Totals { files: 400, bytes: 400 });
+        assert!(index.queue.lock().unwrap().outcomes.is_empty(), "every outcome was collected");
     }
 }
