@@ -1,12 +1,15 @@
-//! `ferry fsck [--repair]`: checks every stored file of a data directory that no server is using: metadata parses
-//! and names its file, content exists, has the recorded size and the recorded sha256 (every byte is read). With
-//! `--repair` it sets aside what is damaged by the rules startup uses (see [`crate::storage::check`]).
+//! `ferry fsck [--repair]`: checks every stored file of a data directory that no server is using: every row of
+//! the index has its content, of the recorded size and the recorded sha256 (every byte is read), and every
+//! content file in the shards has a row. With `--repair` it sets aside what is damaged (see
+//! [`crate::storage::check`]): the content and the row, written out as `<id>.json`, go to `quarantine/`, and the
+//! row leaves the index; content with no row goes to `quarantine/` too. Nothing is deleted.
 
 use std::{io::Write, path::Path};
 
 use crate::storage::{
-    DataDirLock, Layout,
-    check::{self, Depth},
+    DataDirLock, FileId, Index, Layout, LocalContent, SqliteIndex, StoredFile,
+    check::{self, Damage, Damaged, Depth},
+    is_old_layout,
 };
 
 /// What a check found, for the exit status.
@@ -17,6 +20,9 @@ pub enum Verdict {
     /// Some were damaged (and, with `--repair`, are now in quarantine).
     Damaged,
 }
+
+/// Rows read from the index at a time.
+const PAGE: usize = 1000;
 
 /// Checks `data_dir`, writing one line per problem and a summary to `out`. `Err` says, in a sentence, why the check
 /// could not run: another ferry holds the directory, or it cannot be read.
@@ -29,35 +35,84 @@ pub fn run(data_dir: &Path, repair: bool, out: &mut dyn Write) -> Result<Verdict
     }
     let _lock = DataDirLock::acquire(data_dir).map_err(|err| cannot(err.to_string()))?;
     let layout = Layout::new(data_dir);
-    let survey = check::survey(&layout.files, &layout.quarantine, Depth::Digests).map_err(|e| cannot(e.to_string()))?;
+    if is_old_layout(&layout.files).map_err(|e| cannot(e.to_string()))? {
+        return Err(cannot(
+            "it holds files in the layout before the index (files/<id>.json): start ferry once to migrate them".into(),
+        ));
+    }
+    let quarantined = check::count_quarantined(&layout.quarantine).map_err(|e| cannot(e.to_string()))?;
     let mut say = |line: String| writeln!(out, "{line}").map_err(|err| format!("cannot write the report: {err}"));
-    for path in &survey.foreign {
-        say(format!("unknown {}: not a name ferry stores files under; left alone", path.display()))?;
-    }
-    for path in &survey.unpublished {
-        let mut line = format!("leftover {}: content that never had metadata (an interrupted publish)", path.display());
-        if repair {
-            std::fs::remove_file(path).map_err(|err| cannot(format!("removing {}: {err}", path.display())))?;
-            line.push_str("; removed");
+    let (mut ok, mut damaged) = (0, 0);
+    if layout.files.is_dir() || layout.index.exists() {
+        let index = SqliteIndex::open(&layout.index, true).map_err(|e| cannot(e.to_string()))?;
+        let content = LocalContent::new(&layout, true);
+        let mut after: Option<FileId> = None;
+        loop {
+            let page = index.list(PAGE, after).map_err(|e| cannot(e.to_string()))?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for file in page {
+                let path = content.path(file.id);
+                match check::check_content(file.clone(), &path, Depth::Digests) {
+                    Ok(_) => ok += 1,
+                    Err(damage) => {
+                        damaged += 1;
+                        let mut line = format!("damaged {}: {damage}", file.id);
+                        if repair {
+                            set_aside(&layout, &index, file, damage, path).map_err(|e| cannot(e.to_string()))?;
+                            line.push_str(&format!("; moved to {}", layout.quarantine.display()));
+                        }
+                        say(line)?;
+                    }
+                }
+            }
         }
-        say(line)?;
-    }
-    for damaged in &survey.damaged {
-        let mut line = format!("damaged {}: {}", damaged.id, damaged.damage);
-        if repair {
-            check::quarantine(&layout.quarantine, damaged).map_err(|err| cannot(err.to_string()))?;
-            line.push_str(&format!("; moved to {}", layout.quarantine.display()));
+        let mut lines = Vec::new();
+        content
+            .walk(|id, path| {
+                let Some(id) = id else {
+                    lines.push(format!("unknown {}: not a name ferry stores files under; left alone", path.display()));
+                    return Ok(());
+                };
+                match index.get(id)? {
+                    Some(_) => {}
+                    None => {
+                        let mut line = format!("leftover {}: {}", path.display(), Damage::NoRow);
+                        if repair {
+                            let damaged = Damaged { id, damage: Damage::NoRow, paths: vec![path] };
+                            check::quarantine(&layout.quarantine, &damaged)?;
+                            line.push_str(&format!("; moved to {}", layout.quarantine.display()));
+                        }
+                        lines.push(line);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| cannot(e.to_string()))?;
+        for line in lines {
+            say(line)?;
         }
-        say(line)?;
     }
     if repair {
         check::sync_dirs(&layout).map_err(|err| cannot(err.to_string()))?;
     }
-    let (ok, damaged) = (survey.sound.len(), survey.damaged.len());
-    say(format!(
-        "checked {} files: {ok} ok, {damaged} damaged, {} quarantined already",
-        ok + damaged,
-        survey.quarantined
-    ))?;
+    say(format!("checked {} files: {ok} ok, {damaged} damaged, {quarantined} quarantined already", ok + damaged))?;
     Ok(if damaged == 0 { Verdict::Clean } else { Verdict::Damaged })
+}
+
+/// The row is written out beside its content in quarantine before it leaves the index, so that nothing of the
+/// file is ever only in memory.
+fn set_aside(
+    layout: &Layout,
+    index: &SqliteIndex,
+    file: StoredFile,
+    damage: Damage,
+    path: std::path::PathBuf,
+) -> std::io::Result<()> {
+    check::quarantine_record(&layout.quarantine, &file)?;
+    if !matches!(damage, Damage::MissingContent) {
+        check::quarantine(&layout.quarantine, &Damaged { id: file.id, damage, paths: vec![path] })?;
+    }
+    index.remove(file.id)?;
+    Ok(())
 }

@@ -144,7 +144,7 @@ async fn serve(
     id: FileId,
     reader: Reader,
 ) -> Result<HttpResponse, AppError> {
-    let file = state.storage.get(id).ok_or(AppError::NotFound)?;
+    let file = state.storage.get(id)?.ok_or(AppError::NotFound)?;
     let rep = Representation::new(&file);
     let span = match rep.decide(req.method(), req.headers()) {
         Decision::PreconditionFailed => return Err(AppError::PreconditionFailed),
@@ -176,7 +176,7 @@ async fn serve(
         }
         Reader::Cached => match cache_lookup(&state, id, file.size, &path).await? {
             Some(lease) => {
-                if state.storage.get(id).is_none() {
+                if state.storage.get(id)?.is_none() {
                     // deleted while we read it: do not keep it
                     state.cache.remove(id);
                 }

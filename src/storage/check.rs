@@ -1,17 +1,13 @@
 //! Which stored files can be trusted, and where the others go.
 //!
-//! A stored file is sound when its metadata can be read and parsed, names the id it is stored under, and its
-//! content exists with the recorded size (and, when asked, the recorded sha256). Anything else is damaged and is
-//! moved, content and metadata together and under their own names, to `<data>/quarantine/`: a damaged file may be
-//! the only copy of someone's data, so ferry never deletes it. The one thing removed is content that provably
-//! never had metadata, the leftover of a publish interrupted between its two renames: content with no metadata
-//! file of any kind, neither beside it nor in quarantine.
-//!
-//! Startup runs the cheap survey (one read of each metadata file and one stat of each content file); `ferry fsck`
-//! also reads every byte to compare the sha256. Both repair by the same rules.
+//! A stored file is sound when its record names the id it is stored under and its content exists with the
+//! recorded size (and, when asked, the recorded sha256). Anything else is damaged and is moved, content and
+//! record together and under their own names, to `<data>/quarantine/`: a damaged file may be the only copy of
+//! someone's data, so ferry never deletes it. The migration from the layout before the index reads records from
+//! `<id>.json` files by these rules; `ferry fsck` checks the index's rows by them.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     fmt, fs, io,
     path::{Path, PathBuf},
 };
@@ -38,6 +34,8 @@ pub enum Damage {
     WrongDigest { recorded: String, actual: String },
     /// Content without metadata beside it, whose metadata is in quarantine already.
     MetadataQuarantined,
+    /// Content with no row in the index (a publish interrupted before its commit).
+    NoRow,
 }
 
 impl fmt::Display for Damage {
@@ -55,6 +53,7 @@ impl fmt::Display for Damage {
                 write!(f, "content's sha256 is {actual}, metadata says {recorded}")
             }
             Damage::MetadataQuarantined => f.write_str("content whose metadata is already in quarantine"),
+            Damage::NoRow => f.write_str("content with no row in the index (a publish interrupted before its commit)"),
         }
     }
 }
@@ -64,88 +63,31 @@ impl fmt::Display for Damage {
 pub struct Damaged {
     pub id: FileId,
     pub damage: Damage,
-    /// Its entries in `files/`: content, metadata, or both.
+    /// Its entries on disk: content, metadata, or both.
     pub paths: Vec<PathBuf>,
 }
 
-/// What a look at `files/` found.
-#[derive(Debug, Default)]
-pub struct Survey {
-    /// The files that can be served, in id order.
-    pub sound: Vec<StoredFile>,
-    pub damaged: Vec<Damaged>,
-    /// Content without any metadata: leftovers of interrupted publishes.
-    pub unpublished: Vec<PathBuf>,
-    /// Entries whose names are not ferry's; left alone.
-    pub foreign: Vec<PathBuf>,
-    /// Files in quarantine before this survey.
-    pub quarantined: usize,
-}
-
-/// How deep a survey looks.
+/// How deep a check looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
-    /// Metadata and sizes: one read and one stat per file (startup).
+    /// Records and sizes: one stat per file (the migration).
     Sizes,
     /// Sizes, and the sha256 of every byte (`ferry fsck`).
     Digests,
-}
-
-/// Looks at every entry of `files` (the survey changes nothing).
-pub fn survey(files: &Path, quarantine: &Path, depth: Depth) -> io::Result<Survey> {
-    #[derive(Default)]
-    struct Seen {
-        content: bool,
-        metadata: bool,
-    }
-    let mut survey = Survey::default();
-    let mut seen: BTreeMap<FileId, Seen> = BTreeMap::new();
-    let entries = match fs::read_dir(files) {
-        // nothing was ever stored
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(survey),
-        entries => entries.context(|| format!("reading {}", files.display()))?,
-    };
-    for entry in entries {
-        let path = entry.context(|| format!("reading {}", files.display()))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let (stem, metadata) = name.strip_suffix(".json").map_or((name, false), |stem| (stem, true));
-        let Ok(id) = stem.parse::<FileId>() else {
-            survey.foreign.push(path);
-            continue;
-        };
-        let seen = seen.entry(id).or_default();
-        if metadata { seen.metadata = true } else { seen.content = true }
-    }
-    let (quarantined, metadata_in_quarantine) = look_in_quarantine(quarantine)?;
-    survey.quarantined = quarantined.len();
-    for (id, seen) in seen {
-        let content = files.join(id.to_string());
-        let metadata = metadata_path(files, id);
-        let checked = if seen.metadata {
-            check(id, &content, &metadata, seen.content, depth)
-        } else if metadata_in_quarantine.contains(&id) {
-            Err(Damage::MetadataQuarantined)
-        } else {
-            survey.unpublished.push(content);
-            continue;
-        };
-        match checked {
-            Ok(file) => survey.sound.push(file),
-            Err(damage) => {
-                let paths = [(seen.content, content), (seen.metadata, metadata)];
-                let paths = paths.into_iter().filter_map(|(present, path)| present.then_some(path)).collect();
-                survey.damaged.push(Damaged { id, damage, paths });
-            }
-        }
-    }
-    Ok(survey)
 }
 
 pub fn metadata_path(files: &Path, id: FileId) -> PathBuf {
     files.join(format!("{id}.json"))
 }
 
-fn check(id: FileId, content: &Path, metadata: &Path, has_content: bool, depth: Depth) -> Result<StoredFile, Damage> {
+/// Reads an old-layout `<id>.json` record and checks its content.
+pub(super) fn check_json(
+    id: FileId,
+    content: &Path,
+    metadata: &Path,
+    has_content: bool,
+    depth: Depth,
+) -> Result<StoredFile, Damage> {
     let bytes = fs::read(metadata).map_err(Damage::UnreadableMetadata)?;
     if bytes.is_empty() {
         return Err(Damage::InvalidMetadata("the file is empty".into()));
@@ -157,7 +99,15 @@ fn check(id: FileId, content: &Path, metadata: &Path, has_content: bool, depth: 
     if !has_content {
         return Err(Damage::MissingContent);
     }
-    let stat = fs::metadata(content).map_err(Damage::UnreadableContent)?;
+    check_content(file, content, depth)
+}
+
+/// Checks that `content` is what `file` records: present, of its size, and (with `Digests`) of its sha256.
+pub fn check_content(file: StoredFile, content: &Path, depth: Depth) -> Result<StoredFile, Damage> {
+    let stat = match fs::metadata(content) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Damage::MissingContent),
+        stat => stat.map_err(Damage::UnreadableContent)?,
+    };
     if !stat.is_file() {
         return Err(Damage::UnreadableContent(io::Error::other("it is not a regular file")));
     }
@@ -176,7 +126,7 @@ fn check(id: FileId, content: &Path, metadata: &Path, has_content: bool, depth: 
 
 /// The stored files in quarantine (an id's content and metadata count once, whatever suffix keeps them apart),
 /// and the ids whose metadata is there.
-fn look_in_quarantine(quarantine: &Path) -> io::Result<(BTreeSet<String>, BTreeSet<FileId>)> {
+pub(super) fn look_in_quarantine(quarantine: &Path) -> io::Result<(BTreeSet<String>, BTreeSet<FileId>)> {
     let (mut files, mut metadata) = (BTreeSet::new(), BTreeSet::new());
     let entries = match fs::read_dir(quarantine) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((files, metadata)),
@@ -219,11 +169,28 @@ pub fn quarantine(quarantine: &Path, damaged: &Damaged) -> io::Result<Vec<PathBu
     Ok(moved)
 }
 
-/// Makes the moves and removals of a repair durable: syncs `files/` and `quarantine/` (when they exist).
+/// Writes a row taken out of the index into `quarantine` as `<id>.json` (the record format of `GET /files/<id>`),
+/// beside the content it describes, never over anything there. Returns where it went.
+pub fn quarantine_record(quarantine: &Path, file: &StoredFile) -> io::Result<PathBuf> {
+    fs::create_dir_all(quarantine).context(|| format!("creating {}", quarantine.display()))?;
+    let target = free_name(quarantine, &format!("{}.json", file.id))?;
+    let json = serde_json::to_vec(file).map_err(io::Error::other)?;
+    fs::write(&target, json).context(|| format!("writing {}", target.display()))?;
+    Ok(target)
+}
+
+/// Makes the moves and removals of a repair or a migration durable: they touch shard directories all over
+/// `files/`, so the whole file system is synced (`syncfs`), then `quarantine/` in case it is on another one.
 pub fn sync_dirs(layout: &super::Layout) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
     for dir in [&layout.files, &layout.quarantine] {
         match fs::File::open(dir) {
-            Ok(opened) => opened.sync_all().context(|| format!("syncing {}", dir.display()))?,
+            Ok(opened) => {
+                // SAFETY: syncfs only reads the descriptor, which `opened` keeps open
+                if unsafe { libc::syncfs(opened.as_raw_fd()) } != 0 {
+                    return Err(io::Error::last_os_error()).context(|| format!("syncing {}", dir.display()));
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(err).context(|| format!("syncing {}", dir.display())),
         }
@@ -263,22 +230,5 @@ mod tests {
         assert_eq!(fs::read(quarantine_dir.join(id.to_string())).unwrap(), b"first");
         assert_eq!(fs::read(&moved[0]).unwrap(), b"third");
         assert_eq!(count_quarantined(&quarantine_dir).unwrap(), 1);
-    }
-
-    #[test]
-    fn content_is_unpublished_only_when_no_metadata_exists_anywhere() {
-        let dir = tempfile::tempdir().unwrap();
-        let (files, quarantine_dir) = (dir.path().join("files"), dir.path().join("quarantine"));
-        fs::create_dir_all(&files).unwrap();
-        fs::create_dir_all(&quarantine_dir).unwrap();
-        let (leftover, orphaned) = (FileId::new(), FileId::new());
-        fs::write(files.join(leftover.to_string()), b"a").unwrap();
-        fs::write(files.join(orphaned.to_string()), b"b").unwrap();
-        fs::write(quarantine_dir.join(format!("{orphaned}.json")), b"{").unwrap();
-        let survey = survey(&files, &quarantine_dir, Depth::Sizes).unwrap();
-        assert_eq!(survey.unpublished, vec![files.join(leftover.to_string())]);
-        assert_eq!(survey.damaged.len(), 1);
-        assert!(matches!(survey.damaged[0].damage, Damage::MetadataQuarantined));
-        assert_eq!(survey.quarantined, 1);
     }
 }

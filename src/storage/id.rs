@@ -12,6 +12,16 @@ impl FileId {
     pub fn new() -> Self {
         FileId(Uuid::now_v7())
     }
+
+    /// The 16 bytes, in the order that sorts ids by creation time.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// Back from [`FileId::as_bytes`]; `None` unless there are 16 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<FileId> {
+        Uuid::from_slice(bytes).ok().map(FileId)
+    }
 }
 
 impl Default for FileId {

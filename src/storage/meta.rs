@@ -1,4 +1,5 @@
-//! The metadata record stored beside each file as `<id>.json` and returned by the API.
+//! The metadata record of a stored file: a row of the index, what the API returns, and the `<id>.json` of the
+//! layout before the index and of `quarantine/`.
 
 use std::time::SystemTime;
 

@@ -28,6 +28,8 @@ const DATA: &str = "data";
 const STATE: &str = "state.json";
 /// Creations not yet complete carry this suffix; startup removes them.
 const NEW_SUFFIX: &str = ".new";
+/// Stored files looked at per page when a crash left a published upload unrecorded.
+const PAGE: usize = 256;
 
 /// What is known about an upload besides its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,10 +264,28 @@ impl Uploads {
         if meta.nlink() < 2 {
             return Ok(None);
         }
-        let same = |id: &FileId| {
-            fs::metadata(self.storage.content_path(*id)).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+        let same = |id: FileId| {
+            fs::metadata(self.storage.content_path(id)).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
         };
-        Ok(self.storage.list(usize::MAX, None).iter().map(|file| file.id).find(same))
+        // the publish came after the data file's last write: only files stored since then are looked at, newest
+        // first, a page at a time
+        let written = meta.modified().context(|| format!("reading {}", data.display()))?;
+        let mut after = None;
+        loop {
+            let page = self.storage.list(PAGE, after).map_err(io::Error::other)?;
+            for file in &page {
+                if file.created_at < written {
+                    return Ok(None);
+                }
+                if same(file.id) {
+                    return Ok(Some(file.id));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.id),
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// Blocking: removes an upload (termination). A PATCH under way keeps it (423).

@@ -5,14 +5,14 @@ use std::{ffi::OsStr, io::Write, path::Path, time::Duration};
 
 use ferry::{
     download::Reader,
-    storage::{FileId, StoredFile},
+    storage::{FileId, StoredFile, shard_path},
     upload::Strategy,
 };
 use tokio::net::TcpStream;
 
 use crate::helpers::{
-    ChildServer, TestApp, eventually, names_in, pattern, read_response, request_head, run_ferry, send_all, sha256_hex,
-    spawn_app,
+    ChildServer, TestApp, eventually, names_in, pattern, read_response, request_head, run_ferry, send_all, spawn_app,
+    stored_content,
 };
 
 // One data directory, one server
@@ -66,10 +66,10 @@ async fn the_lock_goes_with_the_process_that_held_it() {
     assert_eq!(pid.trim(), second.child.id().to_string(), "the lock file names its holder");
 }
 
-// Damaged metadata costs nothing: it is quarantined with its content
+// Helpers shared with the migration and crash tests
 
 /// Stores one file of each size through a server on `data`, then SIGKILLs it, leaving the files on disk.
-async fn stored_then_killed(data: &Path, sizes: &[usize]) -> Vec<StoredFile> {
+pub async fn stored_then_killed(data: &Path, sizes: &[usize]) -> Vec<StoredFile> {
     let mut server = ChildServer::start(data, &[], &[]);
     let app = TestApp::for_child(&server, data);
     let mut stored = Vec::new();
@@ -82,107 +82,22 @@ async fn stored_then_killed(data: &Path, sizes: &[usize]) -> Vec<StoredFile> {
 }
 
 /// `/health`'s JSON, which must be a 200.
-async fn health(app: &TestApp) -> serde_json::Value {
+pub async fn health(app: &TestApp) -> serde_json::Value {
     let res = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
 
-async fn listed(app: &TestApp) -> Vec<StoredFile> {
+pub async fn listed(app: &TestApp) -> Vec<StoredFile> {
     app.client.get(app.url("/files")).send().await.unwrap().json().await.unwrap()
 }
 
 /// The logged lines that name `needle`.
-fn lines_naming(lines: &[String], needle: &str) -> Vec<String> {
+pub fn lines_naming(lines: &[String], needle: &str) -> Vec<String> {
     lines.iter().filter(|line| line.contains(needle)).cloned().collect()
 }
 
-#[tokio::test]
-async fn metadata_that_cannot_be_read_is_quarantined_with_its_content_never_deleted() {
-    let data = tempfile::tempdir().unwrap();
-    let stored = stored_then_killed(data.path(), &[1000, 1001, 1002, 1003, 1004, 1005, 1006]).await;
-    let [good, truncated, empty, garbage, wrong_id, unreadable, no_content] = &stored[..] else { unreachable!() };
-    let files = data.path().join("files");
-    let quarantine = data.path().join("quarantine");
-    let meta = |file: &StoredFile| files.join(format!("{}.json", file.id));
-    let json = std::fs::read_to_string(meta(truncated)).unwrap();
-    std::fs::write(meta(truncated), &json[..json.len() / 2]).unwrap();
-    std::fs::write(meta(empty), b"").unwrap();
-    std::fs::write(meta(garbage), b"{\"id\": not json at all").unwrap();
-    let json = std::fs::read_to_string(meta(wrong_id)).unwrap();
-    std::fs::write(meta(wrong_id), json.replace(&wrong_id.id.to_string(), &FileId::new().to_string())).unwrap();
-    std::fs::remove_file(meta(unreadable)).unwrap();
-    std::fs::create_dir(meta(unreadable)).unwrap(); // reading it fails with EISDIR
-    std::fs::remove_file(files.join(no_content.id.to_string())).unwrap();
-    // what an interrupted publish leaves: content, and no metadata of any kind
-    let leftover = FileId::new().to_string();
-    std::fs::write(files.join(&leftover), b"never published").unwrap();
-    // something already in quarantine under a name the next one wants
-    std::fs::create_dir(&quarantine).unwrap();
-    std::fs::write(quarantine.join(truncated.id.to_string()), b"quarantined earlier").unwrap();
-
-    let server = ChildServer::start(data.path(), &[], &[]);
-    let app = TestApp::for_child(&server, data.path());
-
-    assert_eq!(listed(&app).await, vec![good.clone()]);
-    assert_eq!(names_in(&files), vec![good.id.to_string(), format!("{}.json", good.id)]);
-    assert_eq!(health(&app).await["quarantined"], 6);
-    let kept = names_in(&quarantine);
-    for file in [truncated, empty, garbage, wrong_id, unreadable] {
-        let content =
-            kept.iter().filter(|name| **name == file.id.to_string() || name.starts_with(&format!("{}.", file.id)));
-        let content: Vec<_> = content.filter(|name| !name.contains(".json")).collect();
-        let bytes: Vec<Vec<u8>> = content.iter().map(|name| std::fs::read(quarantine.join(name)).unwrap()).collect();
-        assert!(bytes.iter().any(|b| sha256_hex(b) == file.sha256), "{} is kept whole: {kept:?}", file.id);
-        assert!(kept.iter().any(|name| name.starts_with(&format!("{}.json", file.id))), "{kept:?}");
-    }
-    assert!(kept.contains(&format!("{}.json", no_content.id)), "metadata without content is kept: {kept:?}");
-    assert_eq!(std::fs::read(quarantine.join(truncated.id.to_string())).unwrap(), b"quarantined earlier");
-    assert!(!kept.iter().any(|name| name.starts_with(&leftover)), "a never-published leftover is not kept");
-
-    let errors = server.logged("ERROR");
-    for (file, why) in [
-        (truncated, "EOF while parsing"),
-        (empty, "empty"),
-        (garbage, "not a valid record"),
-        (wrong_id, "records id"),
-        (unreadable, "Is a directory"),
-        (no_content, "no content"),
-    ] {
-        let said = lines_naming(&errors, &format!("{}", meta(file).display()));
-        assert!(said.iter().any(|line| line.contains(why)), "{why}: {said:?} in {errors:?}");
-    }
-}
-
-// Content that does not match its metadata is never served as if it did
-
-#[tokio::test]
-async fn content_of_the_wrong_size_is_quarantined_at_startup() {
-    let data = tempfile::tempdir().unwrap();
-    let stored = stored_then_killed(data.path(), &[100_000, 300_000, 5000]).await;
-    let [short, long, good] = &stored[..] else { unreachable!() };
-    let files = data.path().join("files");
-    std::fs::OpenOptions::new().write(true).open(files.join(short.id.to_string())).unwrap().set_len(50_000).unwrap();
-    let mut grown = std::fs::OpenOptions::new().append(true).open(files.join(long.id.to_string())).unwrap();
-    grown.write_all(b"appended by a disk fault").unwrap();
-
-    let server = ChildServer::start(data.path(), &[], &[]);
-    let app = TestApp::for_child(&server, data.path());
-
-    assert_eq!(listed(&app).await, vec![good.clone()]);
-    assert_eq!(health(&app).await["quarantined"], 2);
-    let mut expected = Vec::new();
-    for file in [short, long] {
-        expected.extend([file.id.to_string(), format!("{}.json", file.id)]);
-    }
-    expected.sort();
-    assert_eq!(names_in(&data.path().join("quarantine")), expected);
-    let errors = server.logged("ERROR");
-    let said = lines_naming(&errors, &format!("{}", files.join(short.id.to_string()).display()));
-    assert!(said.iter().any(|line| line.contains("50000 bytes") && line.contains("100000")), "{errors:?}");
-    let said = lines_naming(&errors, &format!("{}", files.join(long.id.to_string()).display()));
-    assert!(said.iter().any(|line| line.contains("300024 bytes") && line.contains("300000")), "{errors:?}");
-}
+// Content that does not match its row is never served as if it did
 
 /// A download's outcome as the client sees it: the status and the whole body, or why it did not get them.
 async fn fetch(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
@@ -202,7 +117,7 @@ async fn a_file_cut_short_behind_the_servers_back_is_never_served_as_if_whole() 
     for size in [100_000, 300_000] {
         let stored = app.store(&pattern(size)).await;
         let id = stored.id.to_string();
-        let path = app.files_dir().join(&id);
+        let path = app.content_path(stored.id);
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(size as u64 / 2).unwrap();
         let ranges = [None, Some(format!("bytes=10-{}", size - 10)), Some("bytes=-1000".to_owned())];
         // `cached` comes last and has never read this file: it finds it short too
@@ -238,7 +153,7 @@ async fn a_file_grown_behind_the_servers_back_is_served_only_up_to_its_recorded_
         let bytes = pattern(size);
         let stored = app.store(&bytes).await;
         let id = stored.id.to_string();
-        let mut grown = std::fs::OpenOptions::new().append(true).open(app.files_dir().join(&id)).unwrap();
+        let mut grown = std::fs::OpenOptions::new().append(true).open(app.content_path(stored.id)).unwrap();
         grown.write_all(&[0xee; 5000]).unwrap();
         for reader in Reader::ALL {
             assert_eq!(fetch(app.download(reader, &id)).await, Ok((200, bytes.clone())), "{reader:?} {size}");
@@ -261,37 +176,51 @@ fn fsck_args<'a>(data: &'a Path, extra: &'a [&'a str]) -> Vec<&'a OsStr> {
 #[tokio::test]
 async fn fsck_finds_every_kind_of_damage_and_repair_quarantines_it() {
     let data = tempfile::tempdir().unwrap();
-    let stored = stored_then_killed(data.path(), &[1000, 1001, 1002, 1003, 1004]).await;
-    let [good, bad_json, short, flipped, no_content] = &stored[..] else { unreachable!() };
+    let stored = stored_then_killed(data.path(), &[1000, 1001, 1002, 1003]).await;
+    let [good, short, flipped, no_content] = &stored[..] else { unreachable!() };
     let files = data.path().join("files");
-    let content = |file: &StoredFile| files.join(file.id.to_string());
-    std::fs::write(files.join(format!("{}.json", bad_json.id)), b"{").unwrap();
+    let content = |file: &StoredFile| shard_path(&files, file.id);
     std::fs::OpenOptions::new().write(true).open(content(short)).unwrap().set_len(10).unwrap();
     let mut bytes = std::fs::read(content(flipped)).unwrap();
     bytes[500] ^= 1; // same size, other bytes: only reading the file shows it
     std::fs::write(content(flipped), bytes).unwrap();
     std::fs::remove_file(content(no_content)).unwrap();
-    let leftover = FileId::new().to_string();
-    std::fs::write(files.join(&leftover), b"never published").unwrap();
-    let before = names_in(&files);
+    // what a crash between the rename and the commit leaves: content in its shard, no row
+    let leftover = FileId::new();
+    std::fs::create_dir_all(shard_path(&files, leftover).parent().unwrap()).unwrap();
+    std::fs::write(shard_path(&files, leftover), b"never committed").unwrap();
+    let before = stored_content(data.path());
 
     let check = run_ferry(&fsck_args(data.path(), &[])).await;
     let said = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{said}");
-    for (file, why) in [(bad_json, "metadata"), (short, "10 bytes"), (flipped, "sha256"), (no_content, "no content")] {
-        let lines = lines_naming(&said.lines().map(str::to_owned).collect::<Vec<_>>(), &file.id.to_string());
-        assert!(lines.len() == 1 && lines[0].contains(why), "{why}: {said}");
+    let lines: Vec<String> = said.lines().map(str::to_owned).collect();
+    for (id, why) in [
+        (short.id, "10 bytes"),
+        (flipped.id, "sha256"),
+        (no_content.id, "no content"),
+        (leftover, "no row in the index"),
+    ] {
+        let naming = lines_naming(&lines, &id.to_string());
+        assert!(naming.len() == 1 && naming[0].contains(why), "{why}: {said}");
     }
-    assert!(said.contains(&leftover), "{said}");
     assert!(!said.contains(&good.id.to_string()), "{said}");
-    assert!(said.ends_with("checked 5 files: 1 ok, 4 damaged, 0 quarantined already\n"), "{said}");
-    assert_eq!(names_in(&files), before, "without --repair, nothing moves");
+    assert!(said.ends_with("checked 4 files: 1 ok, 3 damaged, 0 quarantined already\n"), "{said}");
+    assert_eq!(stored_content(data.path()), before, "without --repair, nothing moves");
 
     let repair = run_ferry(&fsck_args(data.path(), &["--repair"])).await;
     assert_eq!(repair.status.code(), Some(1), "damage was found: {}", String::from_utf8_lossy(&repair.stdout));
-    assert_eq!(names_in(&files), vec![good.id.to_string(), format!("{}.json", good.id)]);
-    let quarantined = names_in(&data.path().join("quarantine"));
-    assert_eq!(quarantined.len(), 7, "{quarantined:?}");
+    assert_eq!(stored_content(data.path()), vec![good.id.to_string()]);
+    let mut expected = vec![leftover.to_string(), format!("{}.json", no_content.id)];
+    for file in [short, flipped] {
+        expected.extend([file.id.to_string(), format!("{}.json", file.id)]);
+    }
+    expected.sort();
+    let quarantine = data.path().join("quarantine");
+    assert_eq!(names_in(&quarantine), expected, "content and row are kept, nothing is deleted");
+    let record: StoredFile =
+        serde_json::from_slice(&std::fs::read(quarantine.join(format!("{}.json", short.id))).unwrap()).unwrap();
+    assert_eq!(&record, short, "the row is kept as the record GET /files/<id> gave");
 
     let again = run_ferry(&fsck_args(data.path(), &[])).await;
     let said = String::from_utf8_lossy(&again.stdout);

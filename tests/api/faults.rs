@@ -110,10 +110,10 @@ async fn racing_uploads_deletes_and_downloads_never_show_a_partial_or_mixed_file
     let files: Vec<StoredFile> =
         app.client.get(app.url("/files?limit=1000")).send().await.unwrap().json().await.unwrap();
     for file in &files {
-        let on_disk = std::fs::read(app.files_dir().join(file.id.to_string())).unwrap();
+        let on_disk = std::fs::read(app.content_path(file.id)).unwrap();
         assert_eq!(sha256_hex(&on_disk), file.sha256);
     }
-    assert_eq!(app.stored_names().len(), files.len() * 2, "content and metadata come and go together");
+    assert_eq!(app.stored_names().len(), files.len(), "content and rows come and go together");
     assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
 }
 
@@ -193,7 +193,7 @@ async fn a_thousand_aborted_uploads_leave_no_temp_file_open_file_or_memory_behin
         join_all(aborts).await;
     }
     assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
-    assert_eq!(app.stored_names().len(), Strategy::ALL.len() * 2);
+    assert_eq!(app.stored_names().len(), Strategy::ALL.len());
     assert!(eventually(|| server.open_fds() <= fds).await, "open files: {} then {}", fds, server.open_fds());
     let grown = server.rss_kib().saturating_sub(rss);
     assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");

@@ -96,6 +96,11 @@ impl TestApp {
         self.data_dir.join("files")
     }
 
+    /// Where a stored file's content is: in its shard under `files/`.
+    pub fn content_path(&self, id: ferry::storage::FileId) -> PathBuf {
+        ferry::storage::shard_path(&self.files_dir(), id)
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.data_dir.join("tmp")
     }
@@ -141,9 +146,9 @@ impl TestApp {
         self.client.get(self.url(&reader.path(id)))
     }
 
-    /// Names in `<data>/files/` (content and metadata), sorted.
+    /// Names of the content files in the shards of `<data>/files/`, sorted.
     pub fn stored_names(&self) -> Vec<String> {
-        names_in(&self.files_dir())
+        stored_content(&self.data_dir)
     }
 
     /// Waits until `<data>/tmp/` is empty (cleanup after a dropped request runs when the server notices),
@@ -282,6 +287,19 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Names of the content files in the shards of `<data>/files/` (`files/<ab>/<cd>/<id>`), sorted.
+pub fn stored_content(data_dir: &Path) -> Vec<String> {
+    let files = data_dir.join("files");
+    let mut names = Vec::new();
+    for first in names_in(&files) {
+        for second in names_in(&files.join(&first)) {
+            names.extend(names_in(&files.join(&first).join(second)));
+        }
+    }
     names.sort();
     names
 }

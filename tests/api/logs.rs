@@ -189,7 +189,7 @@ async fn an_error_logged_on_the_blocking_pool_names_its_request() {
     let server = ChildServer::start(data.path(), &[], &[]);
     let app = TestApp::for_child(&server, data.path());
     let stored = app.store(&pattern(100_000)).await;
-    let content = app.files_dir().join(stored.id.to_string());
+    let content = app.content_path(stored.id);
     std::fs::OpenOptions::new().write(true).open(content).unwrap().set_len(1000).unwrap();
     // async_read opens the file and checks its size on the blocking pool
     // the answer is cut short where the bytes run out, and may fail as early as its head

@@ -13,6 +13,7 @@ mod files;
 mod helpers;
 mod hostile;
 mod logs;
+mod migration;
 mod openapi;
 mod properties;
 mod restart;

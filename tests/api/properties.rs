@@ -1,9 +1,16 @@
-//! Property-based fuzzing of multipart parsing through ferry's real handlers: valid bodies, cut, corrupted and
-//! padded at random places. Whatever arrives, the answer is one of the documented codes as JSON, and storage
-//! stays consistent. `PROPTEST_CASES` sets how many bodies (default 256).
+//! Property-based fuzzing through ferry's real handlers: multipart bodies cut, corrupted and padded at random
+//! places, whose answers must be documented JSON codes with storage staying consistent (`PROPTEST_CASES` sets how
+//! many bodies, default 256); and random sequences of uploads, deletes and paged listings, checked against a
+//! model of what is stored.
 
-use ferry::{storage::StoredFile, upload::Strategy as Upload};
-use proptest::{prelude::*, test_runner::TestRunner};
+use ferry::{
+    storage::{FileId, StoredFile},
+    upload::Strategy as Upload,
+};
+use proptest::{
+    prelude::*,
+    test_runner::{Config, TestRunner},
+};
 
 use crate::helpers::{MULTIPART, TestApp, form, sha256_hex, spawn_app};
 
@@ -64,7 +71,7 @@ async fn check(app: &TestApp, strategy: Upload, sent: Vec<u8>, content: &[u8], i
     assert!(matches!(status, 201 | 400 | 413), "{strategy:?}: {status} {json}");
     if status == 201 {
         let stored: StoredFile = serde_json::from_value(json).unwrap();
-        let on_disk = std::fs::read(app.files_dir().join(stored.id.to_string())).unwrap();
+        let on_disk = std::fs::read(app.content_path(stored.id)).unwrap();
         assert_eq!(sha256_hex(&on_disk), stored.sha256);
         if intact {
             assert!(on_disk == content, "{strategy:?}: an intact body was stored differently");
@@ -94,4 +101,77 @@ fn mutated_multipart_bodies_get_documented_answers_and_storage_stays_consistent(
         })
         .unwrap();
     assert_eq!(rt.block_on(app.tmp_settles_empty()), Vec::<String>::new());
+}
+
+/// One step of a sequence against the model.
+#[derive(Debug, Clone)]
+enum Step {
+    Upload(usize),
+    /// Deletes the model's n-th file (modulo its length), or an unknown id when it holds none.
+    Delete(usize),
+    /// Lists every page at this page size.
+    List(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0usize..3000).prop_map(Step::Upload),
+        2 => any::<usize>().prop_map(Step::Delete),
+        2 => (1usize..5).prop_map(Step::List),
+    ]
+}
+
+/// Every page of `GET /files?limit=`, following `Link: rel="next"`; checks that only full pages carry one.
+async fn walk(app: &TestApp, limit: usize) -> Vec<FileId> {
+    let mut ids = Vec::new();
+    let mut path = format!("/files?limit={limit}");
+    loop {
+        let res = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let next = res.headers().get("link").map(|link| link.to_str().unwrap().to_owned());
+        let page: Vec<StoredFile> = res.json().await.unwrap();
+        assert!(page.len() <= limit);
+        assert_eq!(next.is_some(), page.len() == limit, "a Link exactly when the page is full");
+        ids.extend(page.iter().map(|file| file.id));
+        match next {
+            Some(link) => path = link.trim_start_matches('<').split('>').next().unwrap().to_owned(),
+            None => return ids,
+        }
+    }
+}
+
+async fn run_steps(app: &TestApp, steps: &[Step]) {
+    // oldest first, as the model of what the server holds; it starts from what earlier cases left
+    let mut model: Vec<FileId> = walk(app, 1000).await.into_iter().rev().collect();
+    for step in steps {
+        match *step {
+            Step::Upload(size) => model.push(app.store(&crate::helpers::pattern(size)).await.id),
+            Step::Delete(n) => {
+                let (id, expected) =
+                    if model.is_empty() { (FileId::new(), 404) } else { (model.remove(n % model.len()), 204) };
+                let url = app.url(&format!("/files/{id}"));
+                assert_eq!(app.client.delete(&url).send().await.unwrap().status(), expected, "{step:?}");
+                assert_eq!(app.client.get(&url).send().await.unwrap().status(), 404, "deleted: {step:?}");
+            }
+            Step::List(limit) => {
+                let newest_first: Vec<FileId> = model.iter().rev().copied().collect();
+                assert_eq!(walk(app, limit).await, newest_first, "{step:?}");
+            }
+        }
+    }
+    let newest_first: Vec<FileId> = model.iter().rev().copied().collect();
+    assert_eq!(walk(app, 1000).await, newest_first);
+}
+
+#[test]
+fn uploads_deletes_and_paged_listings_agree_with_a_model_of_what_is_stored() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(spawn_app());
+    let config = Config { cases: 48, ..Config::default() };
+    TestRunner::new(config)
+        .run(&prop::collection::vec(step(), 1..24), |steps| {
+            rt.block_on(run_steps(&app, &steps));
+            Ok(())
+        })
+        .unwrap();
 }

@@ -2,12 +2,18 @@
 
 use std::time::Duration;
 
-use ferry::storage::StoredFile;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, Mutex},
+};
 
-use crate::helpers::{ChildServer, eventually, names_in, pattern, sha256_hex};
+use ferry::storage::{FileId, StoredFile, shard_path};
+
+use crate::helpers::{ChildServer, eventually, names_in, pattern, run_ferry, sha256_hex};
 
 #[tokio::test]
-async fn after_sigkill_published_files_survive_and_leftovers_are_swept() {
+async fn after_sigkill_published_files_survive_and_temp_files_are_swept() {
     let data = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let bytes = pattern(200_000);
@@ -20,15 +26,15 @@ async fn after_sigkill_published_files_survive_and_leftovers_are_swept() {
     server.child.kill().unwrap(); // SIGKILL right after the 201
     server.child.wait().unwrap();
 
-    // what a crash mid-upload and mid-publish leaves: a temp file, and content whose metadata never landed
+    // what a crash mid-upload and mid-publish leaves: a temp file, and content whose row was never committed
     std::fs::write(data.path().join("tmp/.tmpHALF"), b"half an upload").unwrap();
-    let orphan = ferry::storage::FileId::new().to_string();
-    std::fs::write(data.path().join("files").join(&orphan), b"never published").unwrap();
+    let orphan = shard_path(&data.path().join("files"), FileId::new());
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"never committed").unwrap();
 
     let server = ChildServer::start(data.path(), &[], &[]);
     assert!(names_in(&data.path().join("tmp")).is_empty());
-    let files = names_in(&data.path().join("files"));
-    assert_eq!(files, vec![kept.id.to_string(), format!("{}.json", kept.id)]);
+    assert!(orphan.exists(), "startup does not walk files/: content with no row waits for ferry fsck");
 
     let url = server.url(&format!("/files/download/stream/async_read/{}", kept.id));
     let download = async { client.get(url).send().await.unwrap().bytes().await.unwrap() };
@@ -37,6 +43,94 @@ async fn after_sigkill_published_files_survive_and_leftovers_are_swept() {
     assert!(body == bytes);
     let listed: Vec<StoredFile> = client.get(server.url("/files")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, vec![kept]);
+}
+
+/// What a stream of uploads saw: the files that got a 201, and every body sent (by sha256), answered or not.
+#[derive(Default)]
+struct Seen {
+    acknowledged: Vec<StoredFile>,
+    sent: BTreeSet<String>,
+}
+
+/// One client uploading unique bodies one after another until the server goes away (at most 2,000).
+async fn upload_until_killed(url: String, client: usize, seen: Arc<Mutex<Seen>>) {
+    let http = reqwest::Client::new();
+    for n in 0..2000usize {
+        let mut body = pattern(1000 + (n * 7919 + client * 104_729) % 60_000);
+        body[..16].copy_from_slice(&[(client as u64).to_le_bytes(), (n as u64).to_le_bytes()].concat());
+        seen.lock().unwrap().sent.insert(sha256_hex(&body));
+        let Ok(res) = http.post(&url).body(body).send().await else { return };
+        if res.status() != 201 {
+            return;
+        }
+        let Ok(file) = res.json::<StoredFile>().await else { return };
+        seen.lock().unwrap().acknowledged.push(file);
+    }
+}
+
+/// A random number of milliseconds in `range`.
+fn random_ms(range: std::ops::Range<u64>) -> std::time::Duration {
+    Duration::from_millis(range.start + RandomState::new().hash_one(0u8) % (range.end - range.start))
+}
+
+/// Every file the server lists, through every page.
+async fn list_all(server: &ChildServer) -> Vec<StoredFile> {
+    let mut all: Vec<StoredFile> = Vec::new();
+    loop {
+        let after = all.last().map(|f| format!("&after={}", f.id)).unwrap_or_default();
+        let page: Vec<StoredFile> =
+            reqwest::get(server.url(&format!("/files?limit=1000{after}"))).await.unwrap().json().await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+#[rstest::rstest]
+#[tokio::test]
+async fn sigkill_at_random_moments_during_uploads_never_loses_a_201_nor_shows_a_partial_file(
+    #[values("true", "false")] fsync: &str,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    for _round in 0..3 {
+        let mut server = ChildServer::start(data.path(), &["--fsync", fsync], &[]);
+        let url = server.url("/files/upload/stream/async_read_and_disk_write");
+        let clients: Vec<_> =
+            (0..4).map(|client| tokio::spawn(upload_until_killed(url.clone(), client, seen.clone()))).collect();
+        tokio::time::sleep(random_ms(100..800)).await;
+        server.child.kill().unwrap(); // SIGKILL, wherever the uploads are: reading, writing, publishing, answering
+        server.child.wait().unwrap();
+        for client in clients {
+            client.await.unwrap();
+        }
+    }
+
+    let server = ChildServer::start(data.path(), &["--fsync", fsync], &[]);
+    let listed = list_all(&server).await;
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(!seen.acknowledged.is_empty(), "some uploads got their 201 before the kills");
+    let by_id: BTreeMap<FileId, &StoredFile> = listed.iter().map(|f| (f.id, f)).collect();
+    for file in &seen.acknowledged {
+        assert_eq!(by_id.get(&file.id), Some(&file), "fsync {fsync}: a 201'd file is listed as it was answered");
+    }
+    let acknowledged: BTreeSet<FileId> = seen.acknowledged.iter().map(|f| f.id).collect();
+    for file in &listed {
+        // a file committed just before the kill may have lost its 201 on the way: it must still be one that was sent
+        assert!(
+            acknowledged.contains(&file.id) || seen.sent.contains(&file.sha256),
+            "fsync {fsync}: {} is listed but was never sent",
+            file.id
+        );
+        let url = server.url(&format!("/files/download/stream/sync_read/{}", file.id));
+        let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+        assert_eq!(sha256_hex(&body), file.sha256, "fsync {fsync}: {} downloads whole", file.id);
+    }
+    drop(server);
+    let check =
+        run_ferry(&[std::ffi::OsStr::new("fsck"), std::ffi::OsStr::new("--data-dir"), data.path().as_os_str()]).await;
+    assert_eq!(check.status.code(), Some(0), "fsync {fsync}: {}", String::from_utf8_lossy(&check.stdout));
 }
 
 /// `bytes` sent in 1 MiB pieces, the first at once and then one every `every`, so the upload is in flight for

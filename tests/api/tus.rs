@@ -502,7 +502,7 @@ async fn a_crash_between_publishing_and_recording_it_does_not_store_the_file_twi
     let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
     state["file_id"] = serde_json::Value::Null;
     std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
-    std::fs::hard_link(app.files_dir().join(&id), dir.join("data")).unwrap();
+    std::fs::hard_link(app.content_path(id.parse().unwrap()), dir.join("data")).unwrap();
 
     let head = tus.request(Method::HEAD, &upload).send().await.unwrap();
     assert_eq!(header(&head, "ferry-file-id"), Some(id.clone()), "the file it became, not a new one");
