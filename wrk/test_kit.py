@@ -65,6 +65,15 @@ class SpecReading(unittest.TestCase):
             "/files/upload/single", "multipart", "no (whole part in memory)"))
         self.assertEqual(found[-1].body, "-")
 
+    def test_tus_creation_is_measured_as_the_last_upload_when_the_spec_has_it(self):
+        spec = json.loads(json.dumps(SAMPLE))
+        spec["paths"]["/files/tus/"] = {"post": {"operationId": "tus_create"}, "options": {}}
+        found = bench.endpoints_from_spec(spec)
+        uploads = [e for e in found if e.kind == "upload"]
+        self.assertEqual((uploads[-1].name, uploads[-1].body, uploads[-1].path), ("upload/tus", "tus", "/files/tus/"))
+        self.assertGreater(uploads[-1].order, max(e.order for e in uploads[:-1]))
+        self.assertNotIn("upload/tus", [e.name for e in bench.endpoints_from_spec(SAMPLE)])
+
     def test_head_operations_are_ignored(self):
         names = [e.name for e in bench.endpoints_from_spec(SAMPLE)]
         self.assertEqual(len(names), len(set(names)))
