@@ -96,6 +96,14 @@ pub(super) fn check_json(
     if file.id != id {
         return Err(Damage::WrongId(file.id));
     }
+    // what the index cannot hold is damage too, not a reason to stop the migration of every other file
+    let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+    if file.sha256.len() != 64 || !file.sha256.bytes().all(hex) {
+        return Err(Damage::InvalidMetadata(format!("sha256 {:?} is not 64 lowercase hex digits", file.sha256)));
+    }
+    if i64::try_from(file.size).is_err() {
+        return Err(Damage::InvalidMetadata(format!("size {} is too large", file.size)));
+    }
     if !has_content {
         return Err(Damage::MissingContent);
     }

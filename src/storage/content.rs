@@ -129,6 +129,18 @@ pub fn shard_path(files: &Path, id: FileId) -> PathBuf {
 }
 
 /// A shard directory's name: two lowercase hex digits.
+/// Whether any shard under `files` holds a file: stored content, which a missing index would hide.
+pub fn holds_content(files: &Path) -> io::Result<bool> {
+    for first in read_dir(files)?.into_iter().filter(|p| is_shard(p)) {
+        for second in read_dir(&first)?.into_iter().filter(|p| is_shard(p)) {
+            if fs::read_dir(&second).context(|| format!("reading {}", second.display()))?.next().is_some() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 pub fn is_shard(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) && path.is_dir()

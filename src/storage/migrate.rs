@@ -2,10 +2,10 @@
 //! the sharded layout, on the first start that finds such entries in `files/`.
 //!
 //! Nothing is lost if it is interrupted at any point, and the next start resumes it: for each batch of sound
-//! files the rows are committed first, then each content file is moved into its shard, and only then is its old
-//! `<id>.json` removed. A start that finds a `<id>.json` whose row exists already commits nothing new (rows are
-//! inserted only when absent) and finishes the move; content left flat with no `<id>.json` but with a row (the
-//! move lost, the JSON's removal kept, by a power loss) is moved into its shard too.
+//! files the rows are committed first, then each content file is moved into its shard, the file system is synced
+//! (with `--fsync false` too: this runs once), and only then is its old `<id>.json` removed. A start that finds a
+//! `<id>.json` whose row exists already commits nothing new (rows are inserted only when absent) and finishes the
+//! move; content left flat with no `<id>.json` but with a row is moved into its shard too.
 //!
 //! Damaged old files are quarantined by the rules startup used before the index (see `check`): metadata that
 //! cannot be read or parsed, names another id, or has no content, and content of the wrong size, are moved to
@@ -43,7 +43,7 @@ pub fn is_old_layout(files: &Path) -> io::Result<bool> {
 }
 
 /// Migrates every old entry of `layout.files`; does nothing (one read of `files/`) when there are none.
-pub fn run(layout: &Layout, content: &LocalContent, index: &impl Index, fsync: bool) -> io::Result<()> {
+pub fn run(layout: &Layout, content: &LocalContent, index: &impl Index) -> io::Result<()> {
     let (entries, foreign) = old_entries(&layout.files)?;
     for path in &foreign {
         log::warn!("ignoring {}: not a name ferry stores files under", path.display());
@@ -92,9 +92,7 @@ pub fn run(layout: &Layout, content: &LocalContent, index: &impl Index, fsync: b
         }
     }
     migrated += commit(layout, content, index, &mut batch)?;
-    if fsync {
-        check::sync_dirs(layout)?;
-    }
+    check::sync_dirs(layout)?;
     log::info!("migrated {migrated} files; {damaged} damaged ones are in {}", layout.quarantine.display());
     Ok(())
 }
@@ -113,6 +111,9 @@ fn commit(
             content.adopt(&flat, file.id)?;
         }
     }
+    // whatever `--fsync` says: the old metadata is the only record until the rows and the moves are on disk, and
+    // without this a power loss could keep the removals and lose what they depend on
+    check::sync_dirs(layout)?;
     for file in batch.iter() {
         let json = check::metadata_path(&layout.files, file.id);
         fs::remove_file(&json).context(|| format!("removing {}", json.display()))?;

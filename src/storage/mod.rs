@@ -119,10 +119,22 @@ impl Storage {
         fs::create_dir_all(&layout.files).context(|| format!("creating {}", layout.files.display()))?;
         fs::create_dir_all(&layout.tmp).context(|| format!("creating {}", layout.tmp.display()))?;
         sweep_tmp(&layout.tmp).context(|| format!("cleaning {}", layout.tmp.display()))?;
+        // an empty new index over stored content would hide every file, and fsck --repair would quarantine them
+        if !layout.index.exists() && content::holds_content(&layout.files)? {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} is missing but {} holds stored files: restore the index (with its -wal file) from where the \
+                     data directory was copied or backed up",
+                    layout.index.display(),
+                    layout.files.display()
+                ),
+            ));
+        }
         let index =
             SqliteIndex::open(&layout.index, fsync).context(|| format!("opening {}", layout.index.display()))?;
         let content = LocalContent::new(&layout, fsync);
-        migrate::run(&layout, &content, &index, fsync)?;
+        migrate::run(&layout, &content, &index)?;
         let totals = index.totals()?;
         let quarantined = check::count_quarantined(&layout.quarantine)?;
         let storage = Storage(Arc::new(Inner {

@@ -54,8 +54,9 @@ fn ids(files: &[&StoredFile]) -> Vec<String> {
 #[tokio::test]
 async fn an_old_data_dir_is_migrated_on_first_start_and_its_damaged_files_are_quarantined_never_deleted() {
     let data = tempfile::tempdir().unwrap();
-    let stored = old_layout(data.path(), &[1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008]);
-    let [good, also_good, truncated, empty, garbage, wrong_id, unreadable, no_content, short] = &stored[..] else {
+    let stored = old_layout(data.path(), &[1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009]);
+    let [good, also_good, truncated, empty, garbage, wrong_id, unreadable, no_content, short, bad_sha] = &stored[..]
+    else {
         unreachable!()
     };
     let files = data.path().join("files");
@@ -67,6 +68,9 @@ async fn an_old_data_dir_is_migrated_on_first_start_and_its_damaged_files_are_qu
     std::fs::write(meta(garbage), b"{\"id\": not json at all").unwrap();
     let json = std::fs::read_to_string(meta(wrong_id)).unwrap();
     std::fs::write(meta(wrong_id), json.replace(&wrong_id.id.to_string(), &FileId::new().to_string())).unwrap();
+    // parses, but holds what the index cannot: it must not stop the migration of every other file
+    let json = std::fs::read_to_string(meta(bad_sha)).unwrap();
+    std::fs::write(meta(bad_sha), json.replace(&bad_sha.sha256, &format!("{}g", &bad_sha.sha256[1..]))).unwrap();
     std::fs::remove_file(meta(unreadable)).unwrap();
     std::fs::create_dir(meta(unreadable)).unwrap(); // reading it fails with EISDIR
     std::fs::remove_file(files.join(no_content.id.to_string())).unwrap();
@@ -87,16 +91,16 @@ async fn an_old_data_dir_is_migrated_on_first_start_and_its_damaged_files_are_qu
     downloads_whole(&app, &sound).await;
     assert!(only_shards_in(&files), "{:?}", names_in(&files));
     assert_eq!(stored_content(data.path()), ids(&[good, also_good]));
-    assert_eq!(health(&app).await["quarantined"], 7);
+    assert_eq!(health(&app).await["quarantined"], 8);
     let kept = names_in(&quarantine);
-    for file in [truncated, empty, garbage, wrong_id, unreadable, short] {
+    for file in [truncated, empty, garbage, wrong_id, unreadable, short, bad_sha] {
         let content =
             kept.iter().filter(|name| **name == file.id.to_string() || name.starts_with(&format!("{}.", file.id)));
         let content: Vec<_> = content.filter(|name| !name.contains(".json")).collect();
         assert!(!content.is_empty(), "{}'s content is kept: {kept:?}", file.id);
         assert!(kept.iter().any(|name| name.starts_with(&format!("{}.json", file.id))), "{kept:?}");
     }
-    for file in [truncated, empty, garbage, wrong_id, unreadable] {
+    for file in [truncated, empty, garbage, wrong_id, unreadable, bad_sha] {
         let bytes = std::fs::read(quarantine.join(format!("{}.1", file.id)))
             .or_else(|_| std::fs::read(quarantine.join(file.id.to_string())))
             .unwrap();
@@ -115,6 +119,7 @@ async fn an_old_data_dir_is_migrated_on_first_start_and_its_damaged_files_are_qu
         (unreadable, "Is a directory"),
         (no_content, "no content"),
         (short, "10 bytes"),
+        (bad_sha, "64 lowercase hex"),
     ] {
         let said = lines_naming(&errors, &format!("{}", meta(file).display()));
         assert!(said.iter().any(|line| line.contains(why)), "{why}: {said:?} in {errors:?}");
@@ -125,7 +130,7 @@ async fn an_old_data_dir_is_migrated_on_first_start_and_its_damaged_files_are_qu
     let server = ChildServer::start(data.path(), &[], &[]);
     let app = TestApp::for_child(&server, data.path());
     assert_eq!(listed(&app).await, sound, "a second start finds them in the index");
-    assert_eq!(health(&app).await["quarantined"], 7);
+    assert_eq!(health(&app).await["quarantined"], 8);
     assert!(server.logged("ERROR").is_empty(), "{:?}", server.logged("ERROR"));
 }
 
@@ -156,4 +161,30 @@ async fn an_interrupted_migration_resumes_and_loses_nothing() {
     assert_eq!(stored_content(data.path()), ids(&[moved_not_cleaned, not_moved, moved_back, done]));
     assert_eq!(health(&app).await["quarantined"], 0);
     assert!(server.logged("ERROR").is_empty(), "{:?}", server.logged("ERROR"));
+}
+
+#[tokio::test]
+async fn a_missing_index_over_stored_files_stops_the_start_and_hides_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::start(data.path(), &[], &[]);
+    let app = TestApp::for_child(&server, data.path());
+    let kept = app.store(&pattern(3000)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // a copy or restore of the data directory that left the index behind
+    for name in ["index.db", "index.db-wal", "index.db-shm"] {
+        let _ = std::fs::remove_file(data.path().join(name));
+    }
+
+    let dir = data.path().to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", dir])
+        .env("FERRY_MIN_FREE_BYTES", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an empty new index would hide every stored file");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("index.db is missing") && said.contains("holds stored files"), "{said}");
+    assert!(!data.path().join("index.db").exists(), "no empty index is left to be started on next time");
+    assert_eq!(stored_content(data.path()), [kept.id.to_string()], "the content is untouched");
 }
