@@ -207,6 +207,9 @@ async fn write(
     let mut out = tokio::fs::File::from_std(file.try_clone()?);
     out.set_max_buf_size(ASYNC_WRITE_BUF);
     let (start, mut written, mut recorded) = (state.offset, 0u64, 0u64);
+    // tokio reports a failed write on the next write or flush, after its chunk was counted: once one fails, only
+    // the last checkpoint's offset and hash state are known to match the file
+    let mut write_failed = false;
     let result = async {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(payload_error)?;
@@ -214,14 +217,20 @@ async fn write(
             if (written + len) / ROOM_CHECK > written / ROOM_CHECK {
                 app.storage.ensure_room(ROOM_CHECK)?;
             }
-            out.write_all(&chunk).await?;
+            if let Err(err) = out.write_all(&chunk).await {
+                write_failed = true;
+                return Err(err.into());
+            }
             hasher.update(&chunk);
             if let Some(check) = check.as_deref_mut() {
                 check.update(&chunk);
             }
             written += len;
             if check.is_none() && written - recorded >= CHECKPOINT {
-                out.flush().await?;
+                if let Err(err) = out.flush().await {
+                    write_failed = true;
+                    return Err(err.into());
+                }
                 state.offset = start + written;
                 state.keep_hasher(&hasher);
                 state.expires_ms = uploads.expires_from_now();
@@ -235,11 +244,13 @@ async fn write(
     .await;
     // a write still on the blocking pool must land before anyone decides what the file holds
     match out.flush().await {
-        Ok(()) => {
+        Ok(()) if !write_failed => {
             state.offset = start + written;
             state.keep_hasher(&hasher);
             result
         }
+        // `state` stays at the last checkpoint; the next PATCH trims the file back to it
+        Ok(()) => result,
         Err(err) => result.and(Err(err.into())),
     }
 }

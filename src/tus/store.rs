@@ -252,7 +252,13 @@ impl Uploads {
         state.file_id = Some(file_id);
         state.expires_ms = self.expires_from_now();
         self.save(id, state)?;
-        fs::remove_file(&data).context(|| format!("removing {}", data.display()))?;
+        // the periodic sweep removes the data files of finished uploads too, and may have come first
+        match fs::remove_file(&data) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(io::Error::new(err.kind(), format!("removing {}: {err}", data.display())).into());
+            }
+            _ => {}
+        }
         Ok(file_id)
     }
 
