@@ -16,7 +16,8 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 wait_for() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; return 1; }
 
 ferry_port=$(free_port)
-"$ferry" --addr "127.0.0.1:$ferry_port" --data-dir "$work/data" --max-upload-bytes "$limit_setting" 2>"$work/ferry.log" &
+RUST_LOG=info "$ferry" --addr "127.0.0.1:$ferry_port" --data-dir "$work/data" --max-upload-bytes "$limit_setting" \
+  --trusted-proxies 127.0.0.1 2>"$work/ferry.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$ferry_port/health"
 
@@ -92,4 +93,15 @@ tus_id=$(tr -d '\r' <"$work/tus.head" | sed -n 's/^ferry-file-id: //Ip')
 got=$(curl -fsS "$proxy/files/download/stream/sync_read/$tus_id" | sha256sum | cut -d' ' -f1)
 [ "$got" = "$sha" ] || { echo "tus upload through the proxy: stored ${got:-nothing} for $sha"; exit 1; }
 echo "ok: a tus upload in two PATCHes, one chunked, goes through the proxy and is stored whole"
-echo "proxy: 5 passed, 0 failed"
+
+# ferry trusts this nginx (127.0.0.1): the client address it logs is the one nginx saw (curl's, from another
+# loopback address), never one the client wrote itself
+curl -fsS -o /dev/null --interface 127.0.0.2 -H 'X-Request-Id: spoof-1' -H 'Forwarded: for=203.0.113.9' -H 'X-Forwarded-For: 198.51.100.7' \
+  "$proxy/files"
+for _ in $(seq 50); do grep -q 'ferry::access spoof-1' "$work/ferry.log" && break; sleep 0.1; done
+line=$(grep 'ferry::access spoof-1' "$work/ferry.log" || true)
+case "$line" in
+  *"] 127.0.0.2 \"GET /files\""*) echo "ok: the logged client is the one nginx saw, not what the client claimed" ;;
+  *) echo "access line through the proxy: ${line:-none}"; exit 1 ;;
+esac
+echo "proxy: 6 passed, 0 failed"
