@@ -64,6 +64,7 @@ pub fn spec(limits: &Limits) -> utoipa::openapi::OpenApi {
         }
     }
     secure(&mut api);
+    request_ids(&mut api);
     for (order, &reader) in Reader::ALL.iter().enumerate() {
         let ext = json!({"kind": "download", "strategy": reader.name(), "streamed": reader.streamed(), "order": order});
         for method in [HttpMethod::Get, HttpMethod::Head] {
@@ -115,6 +116,31 @@ fn secure(api: &mut utoipa::openapi::OpenApi) {
             };
             let lacks = AppError::Forbidden(format!("the token lacks the `{}` scope", scope.name()));
             responses.insert("403".to_owned(), error(forbidden, lacks, "forbidden"));
+        }
+    }
+}
+
+/// Every answer carries the request's id (see `request_id`): the client's `X-Request-Id` when well-formed, else
+/// a new one.
+fn request_ids(api: &mut utoipa::openapi::OpenApi) {
+    let header = utoipa::openapi::HeaderBuilder::new()
+        .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String)))
+        .description(Some(
+            "The request's id, in every line it logs: the client's `X-Request-Id` when it is 1 to 128 characters \
+             of `A-Z a-z 0-9 . _ : -`, else a new UUID v7.",
+        ))
+        .build();
+    let components = api.components.get_or_insert_with(Default::default);
+    components.headers.insert("X-Request-Id".to_owned(), RefOr::T(header));
+    let shared = Ref::new("#/components/headers/X-Request-Id");
+    for item in api.paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.head, &mut item.post, &mut item.delete, &mut item.patch, &mut item.options];
+        for op in ops.into_iter().filter_map(Option::as_mut) {
+            for response in op.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert("X-Request-Id".to_owned(), RefOr::Ref(shared.clone()));
+                }
+            }
         }
     }
 }

@@ -112,6 +112,29 @@ async fn uploads_are_documented_so_swagger_ui_offers_a_file_picker() {
 }
 
 #[tokio::test]
+async fn every_answer_of_every_operation_documents_the_request_id_it_carries() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/api-docs/openapi.json")).send().await.unwrap();
+    let spec: Value = res.json().await.unwrap();
+    let header = &spec["components"]["headers"]["X-Request-Id"];
+    assert_eq!(header["schema"]["type"], "string", "{header}");
+    let mut answers = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let documented = &response["headers"]["X-Request-Id"]["$ref"];
+                assert_eq!(documented, "#/components/headers/X-Request-Id", "{method} {path} {status}");
+                answers += 1;
+            }
+        }
+    }
+    assert!(answers > 100, "only {answers} answers documented");
+    // and the served answers do carry it
+    let res = app.client.get(app.url("/files")).header("x-request-id", "spec-1").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "spec-1");
+}
+
+#[tokio::test]
 async fn swagger_ui_is_at_docs() {
     let app = spawn_app().await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
