@@ -254,6 +254,7 @@ fn cors(origins: &[String]) -> Cors {
             "upload-offset",
             "upload-metadata",
             "upload-checksum",
+            "x-request-id",
         ])
         .expose_headers([
             "location",
@@ -275,6 +276,7 @@ fn cors(origins: &[String]) -> Cors {
             "upload-expires",
             "ferry-file-id",
             "ferry-file-location",
+            "x-request-id",
         ])
         .max_age(3600);
     for origin in origins {

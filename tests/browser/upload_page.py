@@ -69,9 +69,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_ferry(binary: str, data_dir: str, port: int) -> subprocess.Popen:
+def start_ferry(binary: str, data_dir: str, port: int, flags: list[str] = ()) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [binary, "--addr", f"127.0.0.1:{port}", "--workers", "1", "--data-dir", data_dir],
+        [binary, "--addr", f"127.0.0.1:{port}", "--workers", "1", "--data-dir", data_dir, *flags],
         stderr=subprocess.PIPE, text=True, env=dict(os.environ, RUST_LOG="info"),
     )
     for line in proc.stderr:
