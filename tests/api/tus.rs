@@ -163,6 +163,32 @@ async fn creation_with_upload_stores_a_file_in_one_request() {
 }
 
 #[tokio::test]
+async fn hostile_filenames_in_the_metadata_are_sanitised_like_any_upload_and_stay_out_of_paths() {
+    let app = spawn_app().await;
+    let tus = Tus(&app);
+    let cases = [
+        ("../../x", "x"),
+        ("/etc/passwd", "passwd"),
+        ("..", "upload.bin"),
+        ("", "upload.bin"),
+        ("..\\..\\win.ini", "win.ini"),
+        ("evil\u{202E}gpj.exe", "evilgpj.exe"),
+    ];
+    for (raw, expected) in cases {
+        let res = tus.creation(Some(1), raw).header("content-type", OFFSET_STREAM).body(b"x".to_vec());
+        let res = res.send().await.unwrap();
+        assert_eq!(res.status(), 201, "{raw:?}");
+        let id = header(&res, "ferry-file-id").expect("complete at creation");
+        assert_eq!(tus.stored(&id).await.filename, expected, "{raw:?}");
+    }
+    // the uploads directory holds only server-made ids, whatever the client named its file
+    for name in names_in(&uploads_dir(&app)) {
+        assert!(name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()), "{name:?}");
+    }
+    assert_eq!(app.stored_names().len(), cases.len());
+}
+
+#[tokio::test]
 async fn creation_with_part_of_the_upload_continues_with_patches() {
     let app = spawn_app().await;
     let tus = Tus(&app);
