@@ -501,7 +501,10 @@ def measure_one(ctx: Context, e: Endpoint, server_name: str, workers: int, size:
     run.target = e.path
     with server:
         if e.body == "tus":
-            return measure(run, server, args, server.base + e.path, "tus.lua", [str(bodies["raw"])], e)
+            raw = bodies["raw"]
+            return measure(run, server, args, server.base + e.path, "upload.lua",
+                           [str(raw), "application/offset+octet-stream", "POST", "Tus-Resumable: 1.0.0",
+                            f"Upload-Length: {raw.stat().st_size}"], e)
         if e.kind == "upload":
             return measure(run, server, args, server.base + e.path, "upload.lua",
                            [str(bodies[e.body]), CONTENT_TYPES[e.body]], e)
