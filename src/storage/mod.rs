@@ -65,7 +65,7 @@ pub use self::{
     lock::DataDirLock,
     meta::StoredFile,
     migrate::is_old_layout,
-    sink::{CHUNK, UploadSink, WriteMode},
+    sink::{ASYNC_WRITE_BUF, CHUNK, ROOM_CHECK, UploadSink, WriteMode},
 };
 use crate::error::{AppError, IoContext};
 

@@ -18,10 +18,10 @@ pub const CHUNK: usize = 256 * 1024;
 /// The most `tokio::fs` copies for one write on the blocking pool. Its default, 2 MiB, keeps a copy of every
 /// whole network chunk (actix hands over up to 256 KiB at a time) per upload: at -c100 that doubled the
 /// server's peak RSS (123 MiB against 63 MiB) for no measurable gain in requests/sec.
-const ASYNC_WRITE_BUF: usize = 128 * 1024;
+pub const ASYNC_WRITE_BUF: usize = 128 * 1024;
 
 /// How often, in bytes written, an upload looks at the free space left.
-const ROOM_CHECK: u64 = 8 << 20;
+pub const ROOM_CHECK: u64 = 8 << 20;
 
 /// How a strategy writes the bytes it has read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,16 +17,13 @@ use super::{
 use crate::{
     error::AppError,
     state::AppState,
+    storage::{ASYNC_WRITE_BUF, ROOM_CHECK},
     upload::{Body, payload_error},
 };
 
 /// A PATCH without a checksum records its progress every this many bytes, so a crash mid-PATCH loses at most
 /// this much of it (the rest is recorded when the body ends, however it ends).
 const CHECKPOINT: u64 = 64 << 20;
-/// How often, in bytes written, a PATCH looks at the free space left (as the other uploads do).
-const ROOM_CHECK: u64 = 8 << 20;
-/// The most `tokio::fs` copies for one write on the blocking pool (see the upload sink).
-const ASYNC_WRITE_BUF: usize = 128 * 1024;
 
 /// The request's own checksum, computed over its bytes only.
 enum Check {
