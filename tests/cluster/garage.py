@@ -230,6 +230,9 @@ class Garage:
     def stop(self) -> None:
         """Stops every node by pid (SIGTERM, then SIGKILL after a bounded wait) and removes the directory this
         object made."""
+        for node in self.nodes:  # all asked at once, then each awaited
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.terminate()
         for node in self.nodes:
             self._end(node, signal.SIGTERM)
         if self._tmp:
