@@ -610,23 +610,31 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
                      f"ferry fsck on the bucket finds no problem (exit {fsck.returncode})",
                      (fsck.stdout + fsck.stderr)[-600:])
 
-        # 3: a delete on A, seen on B
-        victim = next(iter(i for i in expected if i != target))
-        url_b = f"{dep.url('B')}/files/download/stream/async_read/{victim}"
-        status, _, _ = http("GET", url_b)  # B has the row now, maybe cached
-        status_del = http("DELETE", f"{dep.url('A')}/files/{victim}")[0]
+        # 3: a delete on A, seen on B: B has served the file by every strategy just before (its row, and
+        # the cached strategy's bytes, in its caches), then polls every strategy until all answer 404
+        data = secrets.token_bytes(PROBE_BODY)
+        status, doc, _ = upload(dep, buffered, data, who="A", name="deleted.bin")
+        if status != 201:
+            raise Failed(f"the file to delete: {status} {doc}")
+        urls = [f"{dep.url('B')}{d.path.replace('{id}', doc['id'])}" for d in downloads]
+        before = [http("GET", url)[:3:2] for url in urls]
+        status_del = http("DELETE", f"{dep.url('A')}/files/{doc['id']}")[0]
         deleted = time.monotonic()
-        polls = []  # (start, status)
+        polls = []  # (seconds after the delete when the request started, status, strategy)
         while time.monotonic() < deleted + DELETE_BOUND + 1.0:
-            start = time.monotonic()
-            polls.append((start - deleted, http("GET", url_b)[0]))
-            time.sleep(0.02)
-        first_404 = next((t for t, s in polls if s == 404), None)
-        late = [(round(t, 3), s) for t, s in polls if t >= DELETE_BOUND and s != 404]
-        report.check(status == 200 and status_del == 204 and first_404 is not None and not late,
-                     f"deleted on A, the file answers 404 on B {first_404 if first_404 is None else round(first_404, 3)}s "
-                     f"later, and on every download started {DELETE_BOUND:g}s or more after the delete",
-                     f"before {status}, delete {status_del}, after the bound: {late[:5]}")
+            for d, url in zip(downloads, urls):
+                start = time.monotonic()
+                status = http("GET", url)[0]
+                polls.append((start - deleted, status, d.strategy))
+            time.sleep(0.01)
+        served = [t for t, status, _ in polls if status != 404]
+        seen = (f"the last download that served it started {max(served):.3f}s after the delete" if served
+                else "at once")
+        late = [(round(t, 3), status, d) for t, status, d in polls if t >= DELETE_BOUND and status != 404]
+        report.check(all(st == 200 and body == data for st, body in before) and status_del == 204 and not late,
+                     f"deleted on A, the file answers 404 on B by every download strategy ({seen}; none started "
+                     f"{DELETE_BOUND:g}s or more after the delete served it, of {len(polls)} in {DELETE_BOUND + 1:g}s)",
+                     f"before {[st for st, _ in before]}, delete {status_del}, after the bound: {late[:5]}")
     finally:
         dep.stop_all()
 
