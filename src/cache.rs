@@ -64,6 +64,16 @@ impl FileCache {
     /// by files that responses still hold, or when what was read is not the `size` recorded (damaged content is
     /// never cached: the caller streams it, and cuts it short). Then the caller streams it from disk.
     pub async fn load(&self, id: FileId, size: u64, path: &Path) -> std::io::Result<Option<Lease>> {
+        self.load_with(id, size, async { tokio::fs::read(path).await.map(Bytes::from) }).await
+    }
+
+    /// [`FileCache::load`] from wherever `read` reads the whole file (the bucket, on S3).
+    pub async fn load_with(
+        &self,
+        id: FileId,
+        size: u64,
+        read: impl Future<Output = std::io::Result<Bytes>>,
+    ) -> std::io::Result<Option<Lease>> {
         if size > self.max_file {
             return Ok(None);
         }
@@ -72,7 +82,7 @@ impl FileCache {
             Ok(lease) => return Ok(Some(lease)),
             Err(reservation) => reservation,
         };
-        let bytes = Bytes::from(tokio::fs::read(path).await?);
+        let bytes = read.await?;
         if bytes.len() as u64 != size {
             return Ok(None);
         }

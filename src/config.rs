@@ -64,6 +64,64 @@ pub struct Fsck {
     /// ferry applies at startup.
     #[arg(long)]
     pub repair: bool,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Where files live: the data directory (local disk, the default) or a bucket of an S3-compatible store, which
+/// any number of ferry replicas can share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StorageArgs {
+    /// `local`: files and their index in the data directory. `s3`: files and their rows in `--s3-bucket`, so that
+    /// several replicas serve the same files; the data directory then holds only uploads in progress. Credentials
+    /// come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "FERRY_STORAGE", value_enum, default_value_t = StorageKind::Local)]
+    pub storage: StorageKind,
+
+    /// The S3 endpoint, `http(s)://host:port` (Garage, MinIO, Ceph...); AWS's own when unset.
+    #[arg(long, env = "FERRY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket that holds the files (required with `--storage s3`).
+    #[arg(long, env = "FERRY_S3_BUCKET", required_if_eq("storage", "s3"))]
+    pub s3_bucket: Option<String>,
+
+    /// The bucket's region (Garage's default is `garage`).
+    #[arg(long, env = "FERRY_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Keys begin with `PREFIX/`, so that several deployments can share one bucket.
+    #[arg(long, env = "FERRY_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+
+    /// Address the bucket as `bucket.host` instead of `host/bucket` (path style, the default).
+    #[arg(long, env = "FERRY_S3_VIRTUAL_HOSTED")]
+    pub s3_virtual_hosted: bool,
+
+    /// Multipart uploads begun longer ago than this and never published (their replica crashed) are aborted by
+    /// the sweep every replica runs; uploads must finish within it.
+    #[arg(long, env = "FERRY_S3_SWEEP_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub s3_sweep_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+impl StorageArgs {
+    /// The bucket's settings with `--storage s3`.
+    pub fn s3(&self) -> Option<crate::storage::S3Config> {
+        (self.storage == StorageKind::S3).then(|| crate::storage::S3Config {
+            endpoint: self.s3_endpoint.clone(),
+            bucket: self.s3_bucket.clone().unwrap_or_default(),
+            region: self.s3_region.clone(),
+            virtual_hosted: self.s3_virtual_hosted,
+            prefix: self.s3_prefix.clone(),
+        })
+    }
 }
 
 /// `ferry token`'s options.
@@ -133,6 +191,9 @@ pub struct Config {
     /// Directory holding `files/` (published files and their metadata) and `tmp/` (uploads in progress).
     #[arg(long, env = "FERRY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Largest file the streaming strategies accept, e.g. `1073741824`, `64MiB`, `1GiB`.
     #[arg(long, env = "FERRY_MAX_UPLOAD_BYTES", default_value = "1GiB", value_parser = parse_size)]

@@ -46,7 +46,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::InvalidQuery(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let page = state.storage.list(limit, query.after)?;
+    let page = state.storage.list(limit, query.after).await?;
     let mut res = HttpResponse::Ok();
     if let (true, Some(last)) = (page.len() == limit, page.last()) {
         res.insert_header((header::LINK, format!("</files?limit={limit}&after={}>; rel=\"next\"", last.id)));
@@ -65,7 +65,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
 )]
 #[get("/files/{id}")]
 async fn metadata(state: web::Data<AppState>, id: web::Path<FileId>) -> Result<web::Json<StoredFile>, AppError> {
-    let file = state.storage.get(*id)?.ok_or(AppError::NotFound)?;
+    let file = state.storage.get(*id).await?.ok_or(AppError::NotFound)?;
     Ok(web::Json(StoredFile::clone(&file)))
 }
 
@@ -98,13 +98,12 @@ pub struct DeletePreconditions {
 #[delete("/files/{id}")]
 async fn remove(req: HttpRequest, state: web::Data<AppState>, id: web::Path<FileId>) -> Result<HttpResponse, AppError> {
     let id = *id;
-    let file = state.storage.get(id)?.ok_or(AppError::NotFound)?;
+    let file = state.storage.get(id).await?.ok_or(AppError::NotFound)?;
     // a file's bytes never change under its id, so what the preconditions saw is what gets deleted
     if Representation::new(&file).preconditions(req.method(), req.headers()).is_some() {
         return Err(AppError::PreconditionFailed);
     }
-    let storage = state.storage.clone();
-    web::block(move || storage.delete(id)).await??;
+    state.storage.delete(id).await?;
     state.cache.remove(id);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -153,7 +152,7 @@ async fn create_link(
     id: web::Path<FileId>,
     query: web::Query<LinkQuery>,
 ) -> Result<web::Json<SignedLink>, AppError> {
-    let file = state.storage.get(*id)?.ok_or(AppError::NotFound)?;
+    let file = state.storage.get(*id).await?.ok_or(AppError::NotFound)?;
     let ttl = match query.expires_in.as_deref() {
         None => Duration::from_secs(3600),
         Some(text) => parse_ttl(text).ok_or_else(|| {

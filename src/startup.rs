@@ -48,6 +48,8 @@ pub struct Application {
     metrics_server: Option<(Server, SocketAddr)>,
     /// `--shutdown-delay`.
     shutdown_delay: std::time::Duration,
+    /// `--s3-sweep-after`.
+    s3_sweep_after: std::time::Duration,
 }
 
 impl Application {
@@ -58,8 +60,18 @@ impl Application {
         check_exposure(config.addr, tokens.enabled(), config.allow_anonymous)?;
         let listener = std::net::TcpListener::bind(config.addr).map_err(|err| listen_error(config.addr, &err))?;
         let addr = listener.local_addr().map_err(|err| listen_error(config.addr, &err))?;
-        let storage = Storage::open(&config.data_dir, config.fsync)
-            .map_err(|err| StartupError(format!("cannot use data directory {}: {err}", config.data_dir.display())))?;
+        let storage = match config.storage.s3() {
+            None => Storage::open(&config.data_dir, config.fsync).map_err(|err| {
+                StartupError(format!("cannot use data directory {}: {err}", config.data_dir.display()))
+            })?,
+            Some(s3) => Storage::open_s3(&config.data_dir, &s3).map_err(|err| {
+                StartupError(format!(
+                    "cannot use bucket {} with data directory {}: {err}",
+                    s3.bucket,
+                    config.data_dir.display()
+                ))
+            })?,
+        };
         let min_free = storage.keep_free(config.min_free_bytes).map_err(|err| {
             StartupError(format!("cannot read the free space of data directory {}: {err}", config.data_dir.display()))
         })?;
@@ -144,6 +156,7 @@ impl Application {
             uploads,
             metrics_server,
             shutdown_delay: config.shutdown_delay,
+            s3_sweep_after: config.storage.s3_sweep_after,
         })
     }
 
@@ -164,8 +177,10 @@ impl Application {
             handle
         });
         let sweeper = tokio::spawn(self.uploads.sweep_periodically());
+        let bucket_sweeper = tokio::spawn(sweep_bucket(self.storage.clone(), self.s3_sweep_after));
         self.server.await?;
         sweeper.abort();
+        bucket_sweeper.abort();
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }
@@ -202,6 +217,21 @@ impl Application {
             }
         });
         Ok(())
+    }
+}
+
+/// On S3, every replica sweeps the bucket for uploads that a crashed replica began and never finished: at
+/// startup, then every tenth of `--s3-sweep-after` (at most hourly, at least every second).
+async fn sweep_bucket(storage: Storage, older: std::time::Duration) {
+    let Some(s3) = storage.object_store() else { return };
+    let every = (older / 10).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+    loop {
+        match s3.sweep(older).await {
+            Ok(0) => {}
+            Ok(swept) => log::info!("swept {swept} unfinished uploads from bucket {}", s3.bucket()),
+            Err(err) => log::warn!("sweeping bucket {} failed: {err}", s3.bucket()),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -13,7 +13,12 @@ use std::{
 };
 
 use actix_files::NamedFile;
-use actix_web::{HttpRequest, HttpResponse, body::SizedStream, http::header, route, web};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    body::SizedStream,
+    http::{Method, header},
+    route, web,
+};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::io::AsyncReadExt;
@@ -26,7 +31,7 @@ use crate::{
     cache::Lease,
     error::AppError,
     state::AppState,
-    storage::{CHUNK, FileId},
+    storage::{CHUNK, FileId, S3},
 };
 
 /// Every download path starts with this and ends with [`ID`]; between them is the strategy's name.
@@ -144,7 +149,7 @@ async fn serve(
     id: FileId,
     reader: Reader,
 ) -> Result<HttpResponse, AppError> {
-    let file = state.storage.get(id)?.ok_or(AppError::NotFound)?;
+    let file = state.storage.get(id).await?.ok_or(AppError::NotFound)?;
     let rep = Representation::new(&file);
     let span = match rep.decide(req.method(), req.headers()) {
         Decision::PreconditionFailed => return Err(AppError::PreconditionFailed),
@@ -157,6 +162,18 @@ async fn serve(
     let stored = Stored { id, size: file.size };
     let sized =
         |stream: ChunkStream| HttpResponse::build(status).body(SizedStream::new(span.len, exactly(id, span, stream)));
+    if let Some(s3) = state.storage.object_store() {
+        let res = match req.method() == Method::HEAD {
+            // there is no body to send: a HEAD to the bucket proves the content is there
+            true => {
+                s3.check(id).await.map_err(|err| gone(&state, id, err))?;
+                let nothing = futures_util::stream::empty::<io::Result<Bytes>>();
+                HttpResponse::build(status).no_chunking(span.len).streaming(nothing)
+            }
+            false => from_bucket(&state, s3, stored, span, reader, sized).await?,
+        };
+        return Ok(with_headers(res, &rep, content_range));
+    }
     let res = match reader {
         Reader::SyncRead => {
             let opened = std::fs::File::open(&path).map_err(missing_is_gone)?;
@@ -176,7 +193,7 @@ async fn serve(
         }
         Reader::Cached => match cache_lookup(&state, id, file.size, &path).await? {
             Some(lease) => {
-                if state.storage.get(id)?.is_none() {
+                if state.storage.get(id).await?.is_none() {
                     // deleted while we read it: do not keep it
                     state.cache.remove(id);
                 }
@@ -193,6 +210,40 @@ async fn serve(
 async fn cache_lookup(state: &AppState, id: FileId, size: u64, path: &Path) -> Result<Option<Lease>, AppError> {
     state.metrics.cache_lookup(state.cache.contains(id));
     state.cache.load(id, size, path).await.map_err(missing_is_gone)
+}
+
+/// On S3 no strategy has a local file to read: each sends the stream of one ranged GET,
+/// so the same request gets the same answer from every strategy, as on disk. `cached` keeps whole small files
+/// from the bucket in memory, as it does from disk. Content found gone was deleted by another replica: 404, and
+/// the row read for it is forgotten.
+async fn from_bucket(
+    state: &AppState,
+    s3: &S3,
+    stored: Stored,
+    span: Span,
+    reader: Reader,
+    sized: impl FnOnce(ChunkStream) -> HttpResponse,
+) -> Result<HttpResponse, AppError> {
+    let Stored { id, size } = stored;
+    if reader == Reader::Cached {
+        state.metrics.cache_lookup(state.cache.contains(id));
+        let read = s3.read_all(id);
+        if let Some(lease) = state.cache.load_with(id, size, read).await.map_err(|err| gone(state, id, err))? {
+            return Ok(sized(Box::pin(leased_chunks(lease, span))));
+        }
+    }
+    let stream = s3.read(id, span.start, span.len).await.map_err(|err| gone(state, id, err))?;
+    Ok(sized(stream))
+}
+
+/// Content found missing in the bucket was deleted by another replica: 404, and what this one remembered of the
+/// file is forgotten.
+fn gone(state: &AppState, id: FileId, err: io::Error) -> AppError {
+    if err.kind() == io::ErrorKind::NotFound {
+        state.storage.forget(id);
+        state.cache.remove(id);
+    }
+    missing_is_gone(err)
 }
 
 /// actix's write buffer takes no more once it holds 32 KiB; a chunk not much larger keeps a slow reader's copy

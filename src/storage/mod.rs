@@ -41,6 +41,7 @@ mod index;
 mod lock;
 mod meta;
 mod migrate;
+mod s3;
 mod sink;
 
 use std::{
@@ -51,7 +52,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use lru::LruCache;
@@ -65,12 +66,17 @@ pub use self::{
     lock::DataDirLock,
     meta::StoredFile,
     migrate::is_old_layout,
+    s3::{ObjectWriter, PART, S3, S3Config},
     sink::{ASYNC_WRITE_BUF, CHUNK, ROOM_CHECK, UploadSink, WriteMode},
 };
 use crate::error::{AppError, IoContext};
 
 /// Rows kept in memory for repeated lookups: about 300 bytes each, so a few MiB whatever the number of files.
 pub const HOT_FILES: usize = 16 * 1024;
+
+/// On S3, how long a replica trusts a row it has read: a file deleted by another replica is found gone by every
+/// lookup after this (and at once by every read of its content).
+pub const ROW_TTL: Duration = Duration::from_secs(1);
 
 /// What an upload strategy knows about a file besides its bytes.
 #[derive(Debug, Clone)]
@@ -87,10 +93,10 @@ pub struct NewFile {
 pub struct Storage(Arc<Inner>);
 
 struct Inner {
-    content: LocalContent,
-    index: SqliteIndex,
-    /// Recently looked-up rows; a delete takes its row out.
-    hot: Mutex<LruCache<FileId, Arc<StoredFile>>>,
+    backend: Backend,
+    tmp: PathBuf,
+    /// Recently looked-up rows, and when they were read; a delete takes its row out.
+    hot: Mutex<LruCache<FileId, (Arc<StoredFile>, Instant)>>,
     /// Deletes so far: a lookup that raced one does not put what it read into `hot`.
     removals: AtomicU64,
     /// The index's totals, read at startup and kept in step with every commit, so metrics need no query.
@@ -104,21 +110,19 @@ struct Inner {
     min_free: AtomicU64,
 }
 
+/// Where content and rows live.
+#[expect(clippy::large_enum_variant, reason = "one per process, never moved")]
+enum Backend {
+    Local { content: LocalContent, index: SqliteIndex },
+    S3(Arc<S3>),
+}
+
 impl Storage {
     /// Locks the data directory for this process, creates the directories, removes what a crash left in `tmp/`,
     /// opens the index and migrates files stored in the layout before it. Errors name the path and say what is
     /// wrong with it, for a one-line startup failure.
     pub fn open(data_dir: &Path, fsync: bool) -> io::Result<Storage> {
-        if data_dir.exists() && !data_dir.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"));
-        }
-        fs::create_dir_all(data_dir).context(|| format!("creating {}", data_dir.display()))?;
-        // before anything is swept: the temp files may be another ferry's uploads in progress
-        let lock = DataDirLock::acquire(data_dir)?;
-        let layout = Layout::new(data_dir);
-        fs::create_dir_all(&layout.files).context(|| format!("creating {}", layout.files.display()))?;
-        fs::create_dir_all(&layout.tmp).context(|| format!("creating {}", layout.tmp.display()))?;
-        sweep_tmp(&layout.tmp).context(|| format!("cleaning {}", layout.tmp.display()))?;
+        let (lock, layout) = Self::prepare(data_dir)?;
         // an empty new index over stored content would hide every file, and fsck --repair would quarantine them
         if !layout.index.exists() && content::holds_content(&layout.files)? {
             return Err(io::Error::new(
@@ -136,24 +140,69 @@ impl Storage {
         let content = LocalContent::new(&layout, fsync);
         migrate::run(&layout, &content, &index)?;
         let totals = index.totals()?;
-        let quarantined = check::count_quarantined(&layout.quarantine)?;
+        let storage = Self::new(Backend::Local { content, index }, &layout, lock, totals)?;
+        log::info!(
+            "storage at {}: {} files, {} in quarantine",
+            data_dir.display(),
+            totals.files,
+            storage.quarantined()
+        );
+        Ok(storage)
+    }
+
+    /// Files in a bucket of an S3-compatible store; the data directory keeps only uploads in progress (spooled
+    /// multipart parts and resumable uploads). Fails unless the bucket takes a write.
+    pub fn open_s3(data_dir: &Path, config: &S3Config) -> io::Result<Storage> {
+        let (lock, layout) = Self::prepare(data_dir)?;
+        let s3 = Arc::new(S3::connect(config)?);
+        s3.wait(s3.probe()).context(|| format!("writing to bucket {}", config.bucket))?;
+        let storage = Self::new(Backend::S3(s3), &layout, lock, Totals::default())?;
+        let endpoint = config.endpoint.as_deref().unwrap_or("AWS");
+        log::info!("storage in bucket {} at {endpoint}; uploads in progress in {}", config.bucket, data_dir.display());
+        Ok(storage)
+    }
+
+    /// The data directory, locked for this process, with its directories made and `tmp/` swept.
+    fn prepare(data_dir: &Path) -> io::Result<(DataDirLock, Layout)> {
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "it is not a directory"));
+        }
+        fs::create_dir_all(data_dir).context(|| format!("creating {}", data_dir.display()))?;
+        // before anything is swept: the temp files may be another ferry's uploads in progress
+        let lock = DataDirLock::acquire(data_dir)?;
+        let layout = Layout::new(data_dir);
+        fs::create_dir_all(&layout.files).context(|| format!("creating {}", layout.files.display()))?;
+        fs::create_dir_all(&layout.tmp).context(|| format!("creating {}", layout.tmp.display()))?;
+        sweep_tmp(&layout.tmp).context(|| format!("cleaning {}", layout.tmp.display()))?;
+        Ok((lock, layout))
+    }
+
+    fn new(backend: Backend, layout: &Layout, lock: DataDirLock, totals: Totals) -> io::Result<Storage> {
         let storage = Storage(Arc::new(Inner {
-            content,
-            index,
+            backend,
+            tmp: layout.tmp.clone(),
             hot: Mutex::new(LruCache::new(NonZeroUsize::new(HOT_FILES).expect("not zero"))),
             removals: AtomicU64::new(0),
             files: AtomicU64::new(totals.files),
             bytes: AtomicU64::new(totals.bytes),
-            quarantined,
+            quarantined: check::count_quarantined(&layout.quarantine)?,
             _lock: lock,
             min_free: Default::default(),
         }));
         storage.check_writable().context(|| "it is not writable".to_owned())?;
-        log::info!("storage at {}: {} files, {quarantined} in quarantine", data_dir.display(), totals.files);
         Ok(storage)
     }
 
-    /// How many files are stored, and their bytes.
+    /// The bucket, with `--storage s3`.
+    pub fn object_store(&self) -> Option<&Arc<S3>> {
+        match &self.0.backend {
+            Backend::S3(s3) => Some(s3),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// How many files are stored, and their bytes (on S3: those this replica has published less those it has
+    /// deleted since it started; the bucket is the sum of every replica's).
     pub fn totals(&self) -> (u64, u64) {
         (self.0.files.load(Ordering::Acquire), self.0.bytes.load(Ordering::Acquire))
     }
@@ -178,8 +227,18 @@ impl Storage {
         self.0.min_free.load(Ordering::Relaxed)
     }
 
-    /// 507 unless `more` bytes can be written and still leave `--min-free-bytes` free.
+    /// 507 unless `more` bytes can be written and still leave `--min-free-bytes` free. On S3 uploads stream to the
+    /// store, which reports its own lack of space when a write fails; only what is written locally is checked
+    /// there (spooled parts and resumable uploads, which call [`Storage::ensure_local_room`]).
     pub fn ensure_room(&self, more: u64) -> Result<(), AppError> {
+        match self.0.backend {
+            Backend::Local { .. } => self.ensure_local_room(more),
+            Backend::S3(_) => Ok(()),
+        }
+    }
+
+    /// 507 unless `more` bytes can be written to the data volume and still leave `--min-free-bytes` free.
+    pub fn ensure_local_room(&self, more: u64) -> Result<(), AppError> {
         let free = self.free_bytes()?;
         if free.saturating_sub(more) < self.min_free() {
             log::warn!("refusing {more} more bytes: {free} bytes free, {} kept free", self.min_free());
@@ -199,37 +258,72 @@ impl Storage {
     }
 
     pub fn tmp_dir(&self) -> &Path {
-        self.0.content.tmp_dir()
+        &self.0.tmp
     }
 
-    /// Server-made path of a file's content; only ids reach the file system.
+    /// Server-made path of a file's content on local disk; only ids reach the file system.
     pub fn content_path(&self, id: FileId) -> PathBuf {
-        self.0.content.path(id)
+        match &self.0.backend {
+            Backend::Local { content, .. } => content.path(id),
+            Backend::S3(_) => self.tmp_dir().join("not-on-local-disk").join(id.to_string()),
+        }
     }
 
-    /// A stored file's row: from memory when it was looked up lately, else one read of the index.
-    pub fn get(&self, id: FileId) -> Result<Option<Arc<StoredFile>>, AppError> {
+    /// A stored file's row: from memory when it was looked up lately (on S3: within [`ROW_TTL`]), else one read of
+    /// the index or the bucket.
+    pub async fn get(&self, id: FileId) -> Result<Option<Arc<StoredFile>>, AppError> {
         let removals = self.0.removals.load(Ordering::Acquire);
-        if let Some(hot) = self.0.hot.lock().expect("hot rows lock").get(&id) {
+        let fresh = |read: Instant| matches!(self.0.backend, Backend::Local { .. }) || read.elapsed() < ROW_TTL;
+        if let Some((hot, read)) = self.0.hot.lock().expect("hot rows lock").get(&id)
+            && fresh(*read)
+        {
             return Ok(Some(hot.clone()));
         }
-        let Some(file) = self.0.index.get(id)? else { return Ok(None) };
-        let file = Arc::new(file);
+        let read = Instant::now();
+        let found = match &self.0.backend {
+            Backend::Local { index, .. } => index.get(id)?,
+            Backend::S3(s3) => s3.row(id).await?,
+        };
         let mut hot = self.0.hot.lock().expect("hot rows lock");
+        let Some(file) = found else {
+            hot.pop(&id);
+            return Ok(None);
+        };
+        let file = Arc::new(file);
         // a delete since the read may have removed the row: then what was read must not be remembered
         if self.0.removals.load(Ordering::Acquire) == removals {
-            hot.put(id, file.clone());
+            hot.put(id, (file.clone(), read));
         }
         Ok(Some(file))
     }
 
-    /// Newest first; `after` continues a previous page from the id it ended with.
-    pub fn list(&self, limit: usize, after: Option<FileId>) -> Result<Vec<StoredFile>, AppError> {
-        Ok(self.0.index.list(limit, after)?)
+    /// Forgets a row read earlier: its content was found gone (deleted by another replica).
+    pub fn forget(&self, id: FileId) {
+        self.0.hot.lock().expect("hot rows lock").pop(&id);
     }
 
-    /// Blocking: moves a finished temp file into place and commits its row, durably when `fsync` is on. The
-    /// commit is the moment the file exists.
+    /// Newest first; `after` continues a previous page from the id it ended with.
+    pub async fn list(&self, limit: usize, after: Option<FileId>) -> Result<Vec<StoredFile>, AppError> {
+        match &self.0.backend {
+            Backend::Local { index, .. } => Ok(index.list(limit, after)?),
+            Backend::S3(s3) => {
+                let ids = s3.ids(limit, after).await?;
+                let rows = S3::rows_of(ids, |id| async move { self.get(id).await.map_err(into_io) }).await?;
+                Ok(rows.into_iter().map(Arc::unwrap_or_clone).collect())
+            }
+        }
+    }
+
+    /// Blocking: [`Storage::list`] for code on the blocking pool.
+    pub fn list_blocking(&self, limit: usize, after: Option<FileId>) -> Result<Vec<StoredFile>, AppError> {
+        match &self.0.backend {
+            Backend::Local { index, .. } => Ok(index.list(limit, after)?),
+            Backend::S3(s3) => s3.wait(self.list(limit, after)),
+        }
+    }
+
+    /// Blocking: publishes a finished temp file: on local disk, moves it into place and commits its row, durably
+    /// when `fsync` is on; on S3, sends it to the bucket first. The commit is the moment the file exists.
     pub fn publish(
         &self,
         file: fs::File,
@@ -238,47 +332,125 @@ impl Storage {
         size: u64,
         sha256: String,
     ) -> Result<StoredFile, AppError> {
-        let meta = StoredFile {
-            id: FileId::new(),
-            filename: new.filename,
-            size,
-            sha256,
-            content_type: new.content_type,
-            strategy: new.strategy.to_owned(),
-            created_at: SystemTime::now(),
+        let (content, index) = match &self.0.backend {
+            Backend::Local { content, index } => (content, index),
+            Backend::S3(s3) => {
+                let publish = async {
+                    let mut writer = s3.writer(FileId::new());
+                    let mut chunks =
+                        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK);
+                    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+                        writer.write(chunk?).await?;
+                    }
+                    self.publish_object(writer, new, size, sha256).await
+                };
+                let stored = s3.wait(publish);
+                drop(temp);
+                return stored;
+            }
         };
-        self.0.content.publish(file, temp, meta.id)?;
-        if let Err(err) = self.0.index.insert(std::slice::from_ref(&meta)) {
+        let meta = new.stored(FileId::new(), size, sha256);
+        content.publish(file, temp, meta.id)?;
+        if let Err(err) = index.insert(std::slice::from_ref(&meta)) {
             // never committed, so no reader can have found it: the content is nobody's
-            if let Err(also) = self.0.content.remove(meta.id) {
+            if let Err(also) = content.remove(meta.id) {
                 log::error!("{also} (after the commit of {} failed)", meta.id);
             }
             return Err(err.into());
         }
-        self.0.files.fetch_add(1, Ordering::AcqRel);
-        self.0.bytes.fetch_add(size, Ordering::AcqRel);
+        self.count(1, size);
         Ok(meta)
     }
 
-    /// Blocking: removes the row first, so that no new reader finds the file, then the content. Downloads
-    /// already under way keep their open file and finish.
-    pub(crate) fn delete(&self, id: FileId) -> Result<(), AppError> {
-        let Some(file) = self.get(id)? else { return Err(AppError::NotFound) };
-        if !self.0.index.remove(id)? {
-            return Err(AppError::NotFound); // another delete was first
+    /// Completes an object written to the bucket and writes its row: the moment the file exists. If the row
+    /// cannot be written, the object is removed again.
+    pub async fn publish_object(
+        &self,
+        writer: ObjectWriter,
+        new: NewFile,
+        size: u64,
+        sha256: String,
+    ) -> Result<StoredFile, AppError> {
+        let Backend::S3(s3) = &self.0.backend else { unreachable!("objects are written only on S3") };
+        let meta = new.stored(writer.id(), size, sha256);
+        let marked = writer.finish().await?;
+        if let Err(err) = s3.commit(&meta).await {
+            if let Err(also) = s3.remove(meta.id).await {
+                log::error!("{also} (after the row of {} could not be written; the sweep will remove it)", meta.id);
+            }
+            return Err(err.into());
+        }
+        if marked {
+            s3.forget_marker(meta.id).await;
+        }
+        self.count(1, size);
+        Ok(meta)
+    }
+
+    /// Removes the row first, so that no new reader finds the file, then the content. Downloads already under way
+    /// on local disk keep their open file and finish.
+    pub async fn delete(&self, id: FileId) -> Result<(), AppError> {
+        let Some(file) = self.get(id).await? else { return Err(AppError::NotFound) };
+        match &self.0.backend {
+            Backend::Local { .. } => {
+                let storage = self.clone();
+                actix_web::web::block(move || storage.delete_local(id)).await??
+            }
+            Backend::S3(s3) => s3.remove(id).await?,
         }
         self.0.removals.fetch_add(1, Ordering::AcqRel);
         self.0.hot.lock().expect("hot rows lock").pop(&id);
         self.0.files.fetch_sub(1, Ordering::AcqRel);
         self.0.bytes.fetch_sub(file.size, Ordering::AcqRel);
-        self.0.content.remove(id)?;
         Ok(())
     }
 
-    /// Blocking: proves the data directory takes writes.
+    /// Blocking.
+    fn delete_local(&self, id: FileId) -> Result<(), AppError> {
+        let Backend::Local { content, index } = &self.0.backend else { unreachable!("local storage") };
+        if !index.remove(id)? {
+            return Err(AppError::NotFound); // another delete was first
+        }
+        content.remove(id)?;
+        Ok(())
+    }
+
+    fn count(&self, files: u64, bytes: u64) {
+        self.0.files.fetch_add(files, Ordering::AcqRel);
+        self.0.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Blocking: proves the data directory takes writes, and on S3 the bucket too.
     pub fn check_writable(&self) -> io::Result<()> {
         let tmp = self.tmp_dir();
-        NamedTempFile::new_in(tmp).and_then(|f| f.close()).context(|| format!("creating a file in {}", tmp.display()))
+        NamedTempFile::new_in(tmp)
+            .and_then(|f| f.close())
+            .context(|| format!("creating a file in {}", tmp.display()))?;
+        match &self.0.backend {
+            Backend::Local { .. } => Ok(()),
+            Backend::S3(s3) => s3.wait(s3.probe()).context(|| format!("writing to bucket {}", s3.bucket())),
+        }
+    }
+}
+
+impl NewFile {
+    fn stored(self, id: FileId, size: u64, sha256: String) -> StoredFile {
+        StoredFile {
+            id,
+            filename: self.filename,
+            size,
+            sha256,
+            content_type: self.content_type,
+            strategy: self.strategy.to_owned(),
+            created_at: SystemTime::now(),
+        }
+    }
+}
+
+fn into_io(err: AppError) -> io::Error {
+    match err {
+        AppError::Internal(err) => io::Error::other(err),
+        other => io::Error::other(other.to_string()),
     }
 }
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tempfile::{NamedTempFile, TempPath};
 use tokio::io::AsyncWriteExt;
 
-use super::{NewFile, Storage, StoredFile};
+use super::{NewFile, ObjectWriter, Storage, StoredFile};
 use crate::error::{AppError, IoContext};
 
 /// Bytes per read or buffered write: large enough to keep syscalls rare, small enough to stay cache-friendly.
@@ -42,12 +42,15 @@ enum Writer {
     Async(tokio::fs::File),
     /// `None` only while a write is on the blocking pool.
     Blocking(Option<std::fs::File>),
+    /// On S3, whatever the strategy: parts of a multipart upload (or one PUT), straight from memory. Dropping it
+    /// aborts the upload.
+    Object(ObjectWriter),
 }
 
 pub struct UploadSink {
     storage: Storage,
-    /// Removes the temp file when dropped, unless `commit` has moved it into place.
-    temp: TempPath,
+    /// Removes the temp file when dropped, unless `commit` has moved it into place; none on S3.
+    temp: Option<TempPath>,
     writer: Writer,
     hasher: Sha256,
     size: u64,
@@ -55,8 +58,19 @@ pub struct UploadSink {
 }
 
 impl UploadSink {
-    /// Opens a fresh temp file under `<data>/tmp/` for a file of at most `limit` bytes.
+    /// Opens a fresh temp file under `<data>/tmp/` for a file of at most `limit` bytes; on S3, an object.
     pub async fn create(storage: &Storage, mode: WriteMode, limit: u64) -> Result<Self, AppError> {
+        if let Some(s3) = storage.object_store() {
+            let writer = Writer::Object(s3.writer(super::FileId::new()));
+            return Ok(UploadSink {
+                storage: storage.clone(),
+                temp: None,
+                writer,
+                hasher: Sha256::new(),
+                size: 0,
+                limit,
+            });
+        }
         let dir = storage.tmp_dir().to_owned();
         let create =
             move || NamedTempFile::new_in(&dir).context(|| format!("creating a temp file in {}", dir.display()));
@@ -76,19 +90,28 @@ impl UploadSink {
             }
             WriteMode::Blocking => Writer::Blocking(Some(file)),
         };
-        Ok(UploadSink { storage: storage.clone(), temp, writer, hasher: Sha256::new(), size: 0, limit })
+        Ok(UploadSink { storage: storage.clone(), temp: Some(temp), writer, hasher: Sha256::new(), size: 0, limit })
     }
 
     /// Takes over a file someone else has already written (actix-multipart's spooled part) and hashes it with
-    /// blocking reads on the blocking pool.
+    /// blocking reads on the blocking pool. On S3 its bytes are sent to the bucket as they are read.
     pub async fn adopt(storage: &Storage, spooled: NamedTempFile, limit: u64) -> Result<Self, AppError> {
+        if storage.object_store().is_some() {
+            let mut sink = UploadSink::create(storage, WriteMode::Async, limit).await?;
+            let mut chunks =
+                tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(spooled.reopen()?), CHUNK);
+            while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+                sink.write(chunk?).await?;
+            }
+            return Ok(sink); // the spooled file goes when `spooled` does
+        }
         let (file, temp) = spooled.into_parts();
         let (file, hasher, size) = web::block(move || hash_file(file)).await??;
         if size > limit {
             return Err(AppError::PayloadTooLarge { limit });
         }
         let writer = Writer::Blocking(Some(file));
-        Ok(UploadSink { storage: storage.clone(), temp, writer, hasher, size, limit })
+        Ok(UploadSink { storage: storage.clone(), temp: Some(temp), writer, hasher, size, limit })
     }
 
     /// Appends a chunk, or fails without writing it when it would take the file past the limit.
@@ -107,6 +130,7 @@ impl UploadSink {
             Writer::Buffered(w) => w.write_all(&chunk)?,
             Writer::Inline(f) => f.write_all(&chunk)?,
             Writer::Async(f) => f.write_all(&chunk).await?,
+            Writer::Object(object) => object.write(chunk).await?,
             Writer::Blocking(slot) => {
                 let mut file = slot.take().ok_or_else(interrupted)?;
                 let (file, written) = web::block(move || {
@@ -123,7 +147,14 @@ impl UploadSink {
 
     /// Checks the client's digest, then publishes the file: nothing is visible to readers before this returns.
     pub async fn commit(self, new: NewFile) -> Result<StoredFile, AppError> {
+        let sha256 = hex::encode(self.hasher.finalize());
+        if let Some(expected) = &new.expected_sha256
+            && *expected != sha256
+        {
+            return Err(AppError::DigestMismatch { expected: expected.clone(), actual: sha256 });
+        }
         let file = match self.writer {
+            Writer::Object(object) => return self.storage.publish_object(object, new, self.size, sha256).await,
             Writer::Buffered(w) => w.into_inner().map_err(|e| e.into_error())?,
             Writer::Inline(f) => f,
             Writer::Async(mut f) => {
@@ -132,13 +163,8 @@ impl UploadSink {
             }
             Writer::Blocking(slot) => slot.ok_or_else(interrupted)?,
         };
-        let sha256 = hex::encode(self.hasher.finalize());
-        if let Some(expected) = &new.expected_sha256
-            && *expected != sha256
-        {
-            return Err(AppError::DigestMismatch { expected: expected.clone(), actual: sha256 });
-        }
-        let (storage, temp, size) = (self.storage, self.temp, self.size);
+        let (storage, size) = (self.storage, self.size);
+        let temp = self.temp.expect("a temp file on local disk");
         web::block(move || storage.publish(file, temp, new, size, sha256)).await?
     }
 }

@@ -278,7 +278,7 @@ impl Uploads {
         let written = meta.modified().context(|| format!("reading {}", data.display()))?;
         let mut after = None;
         loop {
-            let page = self.storage.list(PAGE, after).map_err(io::Error::other)?;
+            let page = self.storage.list_blocking(PAGE, after).map_err(io::Error::other)?;
             for file in &page {
                 if file.created_at < written {
                     return Ok(None);

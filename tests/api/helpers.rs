@@ -26,6 +26,8 @@ pub struct TestApp {
     pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    /// The bucket and prefix of its own, when the tests run on S3 (`FERRY_TEST_S3`).
+    pub s3: Option<ferry::storage::S3Config>,
     /// Removes the data directory with the app, when the app made it.
     _temp: Option<TempDir>,
 }
@@ -41,7 +43,8 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(&config).expect("server starts");
     let (addr, metrics_addr) = (app.local_addr(), app.metrics_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { addr, metrics_addr, client: client(), data_dir: data_dir.path().to_owned(), _temp: Some(data_dir) }
+    let (data_dir, s3) = (Some(data_dir), config.storage.s3());
+    TestApp { addr, metrics_addr, client: client(), data_dir: config.data_dir, s3, _temp: data_dir }
 }
 
 fn client() -> reqwest::Client {
@@ -57,6 +60,15 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.fsync = false;
     config.body_idle_timeout = Duration::from_secs(5);
     config.min_free_bytes = Some(0);
+    if let Ok(bucket) = std::env::var("FERRY_TEST_S3") {
+        // `.ci/run` runs the tests of what every backend must do once more, on a bucket of a real store
+        config.storage.storage = ferry::config::StorageKind::S3;
+        config.storage.s3_bucket = Some(bucket);
+        config.storage.s3_endpoint = std::env::var("FERRY_S3_ENDPOINT").ok();
+        config.storage.s3_region = std::env::var("FERRY_S3_REGION").unwrap_or(config.storage.s3_region);
+        // a prefix of its own: what one test stores, no other test sees
+        config.storage.s3_prefix = format!("test-{}", ferry::storage::FileId::new());
+    }
     config
 }
 
@@ -85,7 +97,8 @@ pub fn file_limit(strategy: Strategy) -> u64 {
 impl TestApp {
     /// The request helpers, aimed at a server running as a child process on `data_dir`.
     pub fn for_child(server: &ChildServer, data_dir: &Path) -> TestApp {
-        TestApp { addr: server.addr, metrics_addr: None, client: client(), data_dir: data_dir.to_owned(), _temp: None }
+        let data_dir = data_dir.to_owned();
+        TestApp { addr: server.addr, metrics_addr: None, client: client(), data_dir, s3: None, _temp: None }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -146,9 +159,23 @@ impl TestApp {
         self.client.get(self.url(&reader.path(id)))
     }
 
-    /// Names of the content files in the shards of `<data>/files/`, sorted.
+    /// Names of the content files in the shards of `<data>/files/` (on S3: the ids of the content objects under
+    /// the app's prefix), sorted.
     pub fn stored_names(&self) -> Vec<String> {
-        stored_content(&self.data_dir)
+        let Some(config) = &self.s3 else { return stored_content(&self.data_dir) };
+        let s3 = ferry::storage::S3::connect(config).unwrap();
+        let (_, content) = s3.wait(s3.inventory()).unwrap();
+        let mut names: Vec<String> =
+            content.into_iter().map(|(_, key, _)| key.rsplit('/').next().unwrap().to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// A stored file's bytes as they are kept (on S3: read from the bucket, not through ferry's downloads).
+    pub fn stored_bytes(&self, id: ferry::storage::FileId) -> Vec<u8> {
+        let Some(config) = &self.s3 else { return std::fs::read(self.content_path(id)).unwrap() };
+        let s3 = ferry::storage::S3::connect(config).unwrap();
+        s3.wait(s3.read_all(id)).unwrap().to_vec()
     }
 
     /// Waits until `<data>/tmp/` is empty (cleanup after a dropped request runs when the server notices),

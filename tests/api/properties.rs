@@ -71,7 +71,7 @@ async fn check(app: &TestApp, strategy: Upload, sent: Vec<u8>, content: &[u8], i
     assert!(matches!(status, 201 | 400 | 413), "{strategy:?}: {status} {json}");
     if status == 201 {
         let stored: StoredFile = serde_json::from_value(json).unwrap();
-        let on_disk = std::fs::read(app.content_path(stored.id)).unwrap();
+        let on_disk = app.stored_bytes(stored.id);
         assert_eq!(sha256_hex(&on_disk), stored.sha256);
         if intact {
             assert!(on_disk == content, "{strategy:?}: an intact body was stored differently");

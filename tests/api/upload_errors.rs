@@ -178,7 +178,7 @@ async fn base64_without_padding_is_accepted() {
     assert_eq!(res.status(), 201);
     let stored: ferry::storage::StoredFile = res.json().await.unwrap();
     assert_eq!((stored.size, stored.content_type.as_str()), (2, "text/plain"));
-    assert_eq!(std::fs::read(app.content_path(stored.id)).unwrap(), b"hi");
+    assert_eq!(app.stored_bytes(stored.id), b"hi");
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ async fn every_strategy_stores_every_size_up_to_its_limit_byte_for_byte(strategy
         assert_eq!(stored.sha256, sha256_hex(&bytes), "{strategy:?} size {size}");
         assert_eq!(stored.strategy, strategy.name());
         assert_eq!(stored.filename, "data.bin");
-        let on_disk = std::fs::read(app.content_path(stored.id)).unwrap();
+        let on_disk = app.stored_bytes(stored.id);
         assert!(on_disk == bytes, "{strategy:?} size {size}: stored bytes differ");
         let url = app.url(&format!("/files/{}", stored.id));
         let meta: StoredFile = app.client.get(url).send().await.unwrap().json().await.unwrap();

@@ -1,0 +1,453 @@
+//! The S3 backend (`--storage s3`): content and rows in one bucket of an S3-compatible store, so that any number of
+//! ferry replicas answer for any file and none holds state the others lack.
+//!
+//! ```text
+//! files/<id>           a file's content
+//! index/<!id>          its row (the StoredFile as JSON): the file exists once this is written
+//! uploads/<id>         a multipart upload in progress (its multipart id), removed when it completes
+//! probe/<uuid>         readiness: written and removed at once
+//! ```
+//!
+//! The key of a row is the id with every bit inverted, in hex: S3 lists keys in ascending order, so the index
+//! lists newest first, and a page after a cursor is one `ListObjectsV2` with `start-after`, whatever the number of
+//! files. Rows never change once written, so a replica may keep them in memory; a delete on another replica is seen
+//! when the row is looked up again (`ROW_TTL`), and at once by anything that reads content.
+//!
+//! The client is `object_store` (Apache Arrow's; S3 through its `aws` feature): it streams multipart puts, ranged
+//! gets and paged listings, signs and retries, sends each part's SHA-256 as `x-amz-checksum-sha256` so the store
+//! verifies what it received, and is kept by a project that many data systems depend on. The AWS SDK would bring
+//! ten times the dependencies for the same five calls. Its HTTP runs on a runtime of its own (two threads) so that
+//! connections outlive no actix worker and every worker can await the store.
+
+use std::{
+    future::Future,
+    io,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    aws::{AmazonS3, AmazonS3Builder, Checksum},
+    client::SpawnedReqwestConnector,
+    list::{PaginatedListOptions, PaginatedListStore},
+    multipart::{MultipartStore, PartId},
+    path::Path,
+};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::{FileId, StoredFile};
+
+/// Bytes per multipart part, and the most a single PUT carries: S3 wants at least 5 MiB for every part but the
+/// last. Two parts may be in flight per upload, so a streaming upload holds at most three parts in memory.
+pub const PART: usize = 8 << 20;
+/// Parts of one upload on their way to the store at once.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Rows fetched at once for a page of the listing.
+const ROWS_AT_ONCE: usize = 16;
+
+/// Where the bucket is and how to reach it; credentials come from `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// `http(s)://host:port` of an S3-compatible store; `None` for AWS itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// `bucket.host` addressing instead of `host/bucket` (path style, what Garage and MinIO take by default).
+    pub virtual_hosted: bool,
+    /// Keys begin with this, so that several deployments can share a bucket (empty: the whole bucket).
+    pub prefix: String,
+}
+
+pub struct S3 {
+    store: Arc<AmazonS3>,
+    io: IoRuntime,
+    bucket: String,
+    keys: Keys,
+}
+
+/// Where each kind of object lives: `<prefix>files/<id>`, `<prefix>index/<!id>`, `<prefix>uploads/<id>`.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+/// The runtime the store's connections live on. A runtime cannot be dropped inside another, so it is shut down in
+/// the background.
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// What `uploads/<id>` holds.
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    multipart: String,
+}
+
+impl S3 {
+    pub fn connect(config: &S3Config) -> io::Result<S3> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-s3")
+            .enable_all()
+            .build()?;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_virtual_hosted_style_request(config.virtual_hosted)
+            .with_checksum_algorithm(Checksum::SHA256)
+            .with_http_connector(SpawnedReqwestConnector::new(runtime.handle().clone()))
+            // a download may take as long as its client reads: only connecting is bounded
+            .with_client_options(
+                ClientOptions::new().with_timeout_disabled().with_connect_timeout(Duration::from_secs(5)),
+            )
+            .with_retry(RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(20), ..Default::default() });
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder.build().map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
+        let prefix = config.prefix.trim_matches('/');
+        let keys = Keys { prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") } };
+        Ok(S3 { store: Arc::new(store), io: IoRuntime(Some(runtime)), bucket: config.bucket.clone(), keys })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Blocking: runs `work` on the store's runtime from code that is not async (startup, `fsck`, the blocking
+    /// pool), on a thread of its own so that it never blocks inside a runtime.
+    pub fn wait<T: Send>(&self, work: impl Future<Output = T> + Send) -> T {
+        let handle = self.io.0.as_ref().expect("runtime until dropped").handle();
+        std::thread::scope(|scope| scope.spawn(|| handle.block_on(work)).join().expect("no panic in store calls"))
+    }
+
+    /// Proves the bucket takes writes: one small object written and removed.
+    pub async fn probe(&self) -> io::Result<()> {
+        let key = Path::from(format!("probe/{}", FileId::new()));
+        self.store.put(&key, PutPayload::from_static(b"ferry")).await.map_err(store)?;
+        self.store.delete(&key).await.map_err(store)
+    }
+
+    pub async fn row(&self, id: FileId) -> io::Result<Option<StoredFile>> {
+        let key = self.keys.row(id);
+        let bytes = match self.store.get(&key).await {
+            Ok(found) => found.bytes().await.map_err(store)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(store(err)),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("row {key} in bucket {} is damaged: {err}", self.bucket))
+        })
+    }
+
+    /// The ids of up to `limit` files, newest first, after the `after` cursor: one listing request.
+    pub async fn ids(&self, limit: usize, after: Option<FileId>) -> io::Result<Vec<FileId>> {
+        let options = PaginatedListOptions {
+            offset: after.map(|id| self.keys.row(id).to_string()),
+            max_keys: Some(limit),
+            ..Default::default()
+        };
+        let page = self.store.list_paginated(Some(&self.keys.rows()), options).await.map_err(store)?;
+        let mut ids: Vec<FileId> =
+            page.result.objects.iter().filter_map(|o| self.keys.id_of_row(o.location.as_ref())).collect();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
+    /// Rows for `ids`, fetched a few at once, in the same order; rows gone meanwhile are left out.
+    pub async fn rows_of<F, Fut>(ids: Vec<FileId>, get: F) -> io::Result<Vec<Arc<StoredFile>>>
+    where
+        F: Fn(FileId) -> Fut,
+        Fut: Future<Output = io::Result<Option<Arc<StoredFile>>>>,
+    {
+        let rows: Vec<Option<Arc<StoredFile>>> =
+            futures_util::stream::iter(ids).map(get).buffered(ROWS_AT_ONCE).try_collect().await?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
+    /// Writing the row is the moment the file exists.
+    pub async fn commit(&self, file: &StoredFile) -> io::Result<()> {
+        let json = serde_json::to_vec(file).map_err(io::Error::other)?;
+        self.store.put(&self.keys.row(file.id), PutPayload::from(json)).await.map_err(store).map(drop)
+    }
+
+    /// The row first, so that no new reader finds the file, then the content.
+    pub async fn remove(&self, id: FileId) -> io::Result<()> {
+        self.store.delete(&self.keys.row(id)).await.map_err(store)?;
+        self.store.delete(&self.keys.content(id)).await.map_err(store)
+    }
+
+    /// `len` bytes of a file's content from `start`: one ranged GET, or a HEAD when there is nothing to send (so a
+    /// deleted file is still found missing). A file that is gone is `NotFound`.
+    pub async fn read(&self, id: FileId, start: u64, len: u64) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        let key = self.keys.content(id);
+        if len == 0 {
+            self.check(id).await?;
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let options = GetOptions { range: Some(GetRange::Bounded(start..start + len)), ..Default::default() };
+        let found = self.store.get_opts(&key, options).await.map_err(store)?;
+        Ok(found.into_stream().map_err(store).boxed())
+    }
+
+    /// Whether a file's content is there: a HEAD request; `NotFound` when it is gone.
+    pub async fn check(&self, id: FileId) -> io::Result<()> {
+        self.store.head(&self.keys.content(id)).await.map(drop).map_err(store)
+    }
+
+    /// A whole file's content, for the download cache.
+    pub async fn read_all(&self, id: FileId) -> io::Result<Bytes> {
+        self.store.get(&self.keys.content(id)).await.map_err(store)?.bytes().await.map_err(store)
+    }
+
+    /// Starts writing a file's content: nothing reaches the store until a part is full or the upload ends.
+    pub fn writer(self: &Arc<Self>, id: FileId) -> ObjectWriter {
+        ObjectWriter { s3: self.clone(), id, buffer: Vec::new(), buffered: 0, multipart: None }
+    }
+
+    /// Removes what uploads cut short by a crashed replica left: a multipart upload begun more than `older` ago
+    /// whose file has no row is aborted, its content (if it completed) removed, and its marker with them. Returns
+    /// how many were swept.
+    pub async fn sweep(&self, older: Duration) -> io::Result<usize> {
+        let cutoff = SystemTime::now() - older;
+        let mut swept = 0;
+        let mut markers = self.store.list(Some(&self.keys.dir("uploads")));
+        while let Some(marker) = markers.next().await {
+            let marker = marker.map_err(store)?;
+            let Some(id) = marker.location.filename().and_then(|name| name.parse::<FileId>().ok()) else { continue };
+            if SystemTime::from(marker.last_modified) > cutoff {
+                continue;
+            }
+            if self.row(id).await?.is_none() {
+                let content = self.keys.content(id);
+                match self.store.get(&marker.location).await {
+                    Ok(found) => {
+                        let bytes = found.bytes().await.map_err(store)?;
+                        if let Ok(Marker { multipart }) = serde_json::from_slice(&bytes) {
+                            ignore_missing(self.store.abort_multipart(&content, &multipart).await)?;
+                        }
+                    }
+                    Err(object_store::Error::NotFound { .. }) => continue, // another replica swept it
+                    Err(err) => return Err(store(err)),
+                }
+                ignore_missing(self.store.delete(&content).await)?;
+                log::warn!("swept upload {id}: begun before {}, never published", humantime::format_rfc3339(cutoff));
+                swept += 1;
+            }
+            ignore_missing(self.store.delete(&marker.location).await)?;
+        }
+        Ok(swept)
+    }
+
+    /// After the row is written the marker of a multipart upload is no longer needed (a sweep would find the row
+    /// and remove it too).
+    pub async fn forget_marker(&self, id: FileId) {
+        if let Err(err) = self.store.delete(&self.keys.marker(id)).await {
+            log::warn!("could not remove the marker of upload {id}: {err}; the sweep will");
+        }
+    }
+
+    /// Every row's id and every content object's id and size, for `ferry fsck`.
+    pub async fn inventory(&self) -> io::Result<(Vec<FileId>, Vec<(Option<FileId>, String, u64)>)> {
+        let rows: Vec<FileId> = self
+            .store
+            .list(Some(&self.keys.dir("index")))
+            .map_ok(|o| self.keys.id_of_row(o.location.as_ref()))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(store)?
+            .into_iter()
+            .flatten()
+            .collect();
+        let content = self
+            .store
+            .list(Some(&self.keys.dir("files")))
+            .map_ok(|o| (o.location.filename().and_then(|n| n.parse().ok()), o.location.to_string(), o.size))
+            .try_collect()
+            .await
+            .map_err(store)?;
+        Ok((rows, content))
+    }
+}
+
+/// A file's content on its way into the store: a single PUT when it fits one part, a multipart upload otherwise
+/// (`uploads/<id>` marks it until it completes). Dropped before [`ObjectWriter::finish`], it aborts the multipart
+/// upload, so nothing is ever visible from an upload that failed.
+pub struct ObjectWriter {
+    s3: Arc<S3>,
+    id: FileId,
+    buffer: Vec<Bytes>,
+    buffered: usize,
+    multipart: Option<Multipart>,
+}
+
+struct Multipart {
+    upload: String,
+    /// Parts on their way, oldest first, and the ids of those that arrived.
+    sending: std::collections::VecDeque<JoinHandle<object_store::Result<PartId>>>,
+    sent: Vec<PartId>,
+}
+
+impl ObjectWriter {
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.buffered += chunk.len();
+        self.buffer.push(chunk);
+        if self.buffered >= PART {
+            self.send_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is buffered (one part), waiting first for the oldest part when two are on their way.
+    async fn send_part(&mut self) -> io::Result<()> {
+        let key = self.s3.keys.content(self.id);
+        if self.multipart.is_none() {
+            let upload = self.s3.store.create_multipart(&key).await.map_err(store)?;
+            let marker = serde_json::to_vec(&Marker { multipart: upload.clone() }).map_err(io::Error::other)?;
+            // set before the marker is written: from here on, dropping the writer aborts the upload
+            self.multipart = Some(Multipart { upload, sending: Default::default(), sent: Vec::new() });
+            self.s3.store.put(&self.s3.keys.marker(self.id), PutPayload::from(marker)).await.map_err(store)?;
+        }
+        let multipart = self.multipart.as_mut().expect("begun above");
+        if multipart.sending.len() >= PARTS_IN_FLIGHT {
+            let oldest = multipart.sending.pop_front().expect("parts in flight");
+            multipart.sent.push(oldest.await.map_err(io::Error::other)?.map_err(store)?);
+        }
+        let payload: PutPayload = std::mem::take(&mut self.buffer).into_iter().collect();
+        self.buffered = 0;
+        let (s3, index, upload) =
+            (self.s3.clone(), multipart.sent.len() + multipart.sending.len(), multipart.upload.clone());
+        let handle = self.s3.io.0.as_ref().expect("runtime until dropped").handle();
+        multipart
+            .sending
+            .push_back(handle.spawn(async move { s3.store.put_part(&key, &upload, index, payload).await }));
+        Ok(())
+    }
+
+    /// Sends the rest and completes the object; it is in the store, and still has no row, when this returns.
+    /// Whether a marker was written (the upload went multipart): it is removed once the row is written.
+    pub async fn finish(mut self) -> io::Result<bool> {
+        let key = self.s3.keys.content(self.id);
+        if self.multipart.is_none() {
+            let payload: PutPayload = std::mem::take(&mut self.buffer).into_iter().collect();
+            return self.s3.store.put(&key, payload).await.map_err(store).map(|_| false);
+        }
+        if self.buffered > 0 {
+            self.send_part().await?;
+        }
+        let mut multipart = self.multipart.take().expect("begun");
+        let result: io::Result<()> = async {
+            while let Some(part) = multipart.sending.pop_front() {
+                multipart.sent.push(part.await.map_err(io::Error::other)?.map_err(store)?);
+            }
+            let parts = std::mem::take(&mut multipart.sent);
+            self.s3.store.complete_multipart(&key, &multipart.upload, parts).await.map_err(store)?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            self.multipart = Some(multipart); // dropped below: aborted
+        }
+        result.map(|()| true)
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        let Some(multipart) = self.multipart.take() else { return };
+        let (s3, id) = (self.s3.clone(), self.id);
+        let handle = self.s3.io.0.as_ref().expect("runtime until dropped").handle().clone();
+        handle.spawn(async move {
+            for part in &multipart.sending {
+                part.abort();
+            }
+            let key = s3.keys.content(id);
+            match s3.store.abort_multipart(&key, &multipart.upload).await {
+                Ok(()) => {
+                    let _ = s3.store.delete(&s3.keys.marker(id)).await;
+                }
+                Err(err) => log::warn!("aborting the upload of {id} failed: {err}; the sweep will abort it"),
+            }
+        });
+    }
+}
+
+impl Keys {
+    fn content(&self, id: FileId) -> Path {
+        Path::from(format!("{}files/{id}", self.prefix))
+    }
+
+    fn row(&self, id: FileId) -> Path {
+        let inverted: Vec<u8> = id.as_bytes().iter().map(|b| !b).collect();
+        Path::from(format!("{}{}", self.rows(), hex::encode(inverted)))
+    }
+
+    fn marker(&self, id: FileId) -> Path {
+        Path::from(format!("{}uploads/{id}", self.prefix))
+    }
+
+    /// The prefix every row key begins with (a trailing `/`, as a paged listing wants).
+    fn rows(&self) -> String {
+        format!("{}index/", self.prefix)
+    }
+
+    fn dir(&self, name: &str) -> Path {
+        Path::from(format!("{}{name}", self.prefix))
+    }
+
+    fn id_of_row(&self, key: &str) -> Option<FileId> {
+        let inverted = hex::decode(key.strip_prefix(&self.rows())?).ok()?;
+        let bytes: Vec<u8> = inverted.iter().map(|b| !b).collect();
+        FileId::from_bytes(&bytes)
+    }
+}
+
+/// The store's errors as I/O errors: a missing object stays `NotFound`; anything else means the store could not
+/// be used (503).
+fn store(err: object_store::Error) -> io::Error {
+    match err {
+        object_store::Error::NotFound { path, .. } => {
+            io::Error::new(io::ErrorKind::NotFound, format!("{path} is gone"))
+        }
+        other => io::Error::new(io::ErrorKind::NetworkDown, format!("object store: {other}")),
+    }
+}
+
+fn ignore_missing(result: object_store::Result<()>) -> io::Result<()> {
+    match result {
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        other => other.map_err(store),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_keys_list_newest_first_and_name_their_id() {
+        let older = FileId::new();
+        std::thread::sleep(Duration::from_millis(2));
+        let newer = FileId::new();
+        for keys in [Keys { prefix: String::new() }, Keys { prefix: "team-a/".into() }] {
+            assert!(keys.row(newer).to_string() < keys.row(older).to_string());
+            assert_eq!(keys.id_of_row(keys.row(older).as_ref()), Some(older));
+            assert_eq!(keys.id_of_row(&format!("{}xyz", keys.rows())), None);
+        }
+    }
+}
