@@ -46,6 +46,8 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -139,6 +141,18 @@ class Report:
 # --- the deployment --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Proxied:
+    """One request as nginx logged it."""
+    end: float  # epoch seconds
+    status: int  # what the client was sent
+    upstreams: str  # the replicas tried, in order ("127.0.0.1:A, 127.0.0.1:B")
+    ferry_status: str  # the last replica's answer ("-" when there was none)
+    location: str  # its Location header (a 201's /files/<id>)
+    method: str
+    path: str
+
+
 class Deployment:
     def __init__(self, ferry: str, garage_binary: str, work: Path):
         self.ferry = str(Path(ferry).resolve())
@@ -202,7 +216,8 @@ pid {conf_dir}/nginx.pid;
 error_log {conf_dir}/error.log warn;
 events {{ worker_connections 512; }}
 http {{
-    log_format cluster '$msec $status "$upstream_addr" "$upstream_status" $request_method $uri';
+    log_format cluster '$msec $status "$upstream_addr" "$upstream_status" "$upstream_http_location" '
+                       '$request_method $uri';
     access_log {conf_dir}/access.log cluster;
     client_body_temp_path {conf_dir}/body;
     proxy_temp_path {conf_dir}/proxy;
@@ -248,13 +263,14 @@ http {{
             time.sleep(0.1)
         raise Failed(f"nginx did not answer within {WAIT}s:\n{tail(conf_dir / 'error.log')}")
 
-    def access_log(self) -> list[tuple[float, int, str, str, str]]:
-        """nginx's lines: (end time, status, upstream addresses, method, path)."""
+    def access_log(self) -> list["Proxied"]:
+        """nginx's lines, oldest first."""
         rows = []
         for line in (self.work / "nginx" / "access.log").read_text().splitlines():
-            m = re.match(r'(\S+) (\d+) "([^"]*)" "[^"]*" (\S+) (\S+)', line)
+            m = re.match(r'(\S+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+)', line)
             if m:
-                rows.append((float(m.group(1)), int(m.group(2)), m.group(3), m.group(4), m.group(5)))
+                rows.append(Proxied(float(m.group(1)), int(m.group(2)), m.group(3),
+                                    m.group(4).split(",")[-1].strip(), m.group(5), m.group(6), m.group(7)))
         return rows
 
     def stop_all(self) -> None:
@@ -537,8 +553,8 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         cut.close()
         record(result, probe)
         fails, oks, failover = probe_summary(probe, killed_at)
-        routed = [row for row in dep.access_log() if row[0] >= killed_wall]
-        retried = sum(1 for row in routed if "," in row[2])
+        routed = [row for row in dep.access_log() if row.end >= killed_wall]
+        retried = sum(1 for row in routed if "," in row.upstreams)
         report.note(f"ferry A SIGKILLed {KILL_AT}s into {LOAD_SECONDS}s of load: "
                     f"{describe('upload', result['upload'])}; {describe('download', result['download'])}; "
                     f"prober after the kill: {len(oks)} 201s, {len(fails)} failures, first 201 "
@@ -564,22 +580,37 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         except Failed as err:
             report.check(False, "A, restarted with a short --s3-sweep-after, swept the cut upload away", str(err))
 
-        # after the run: what got a 201 is there, whole, and nothing else is
+        # after the run: what got a 201 is there, whole, and nothing else is. wrk's record has the 201s its
+        # clients read; nginx's log has every 201 ferry sent (with its Location), also those that came after wrk's
+        # time was up and it stopped reading, and every upload that got no 201 from ferry
+        proxied = [row for row in dep.access_log() if row.method == "POST" and row.path in (stream.path,
+                                                                                           buffered.path)]
+        read_by_clients = len(expected)
+        sent_late = 0
+        unanswered = 0
+        for row in proxied:
+            if row.ferry_status == "201" and row.location.startswith("/files/"):
+                file_id = row.location.rsplit("/", 1)[1]
+                if file_id not in expected:
+                    sent_late += 1
+                    expected[file_id] = sha(load_body) if row.path == stream.path else sha(probe_body)
+            else:
+                unanswered += 1
         listed = {f["id"]: f for f in dep.listing("B")}
         listed_a = {f["id"] for f in dep.listing("A")}
         missing = [i for i in expected if i not in listed]
         extra = [i for i in listed if i not in expected]
-        report.check(not missing, f"every one of the {len(expected)} uploads that got a 201 is listed",
+        report.check(not missing, f"every one of the {len(expected)} uploads ferry answered 201 is listed",
                      f"missing: {missing[:5]}")
-        # a replica killed after publishing but before its 201 left the socket stores a file no client heard
-        # of: it must be whole, and there can be no more of them than uploads cut on A
-        cut_uploads = sum(n for s, n in result["upload"]["statuses"].items() if s != 201) \
-            + result["upload"]["socket_errors"] + len(fails)
+        # an upload ferry published but never answered (A killed between the two, or the client gone first)
+        # is a file no client heard of: there can be no more of them than uploads nginx saw go unanswered,
+        # and each must be whole
         unheard = [i for i in extra if listed[i]["sha256"] in (sha(load_body), sha(probe_body))]
-        report.check(len(extra) == len(unheard) and len(unheard) <= cut_uploads,
-                     f"the listing holds exactly the files that got a 201 ({len(listed)} listed, "
-                     f"{len(expected)} 201s, {len(unheard)} published by A just before its 201 was cut off)",
-                     f"not uploaded by this run: {[listed[i] for i in extra if i not in unheard][:3]}")
+        report.check(len(extra) == len(unheard) and len(unheard) <= unanswered,
+                     f"the listing holds exactly the files ferry answered 201: {len(listed)} listed = "
+                     f"{read_by_clients} 201s the clients read + {sent_late} sent after wrk stopped reading + "
+                     f"{len(unheard)} published but never answered (of {unanswered} uploads nginx saw go "
+                     f"unanswered)", f"not uploaded by this run: {[listed[i] for i in extra if i not in unheard][:3]}")
         report.check(listed_a == set(listed), "both replicas list the same files")
         for i in unheard:
             expected[i] = listed[i]["sha256"]
@@ -595,20 +626,41 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         report.check(not broken, f"all {len(expected)} download whole (sha256 as uploaded), half from each replica",
                      "; ".join(broken[:5]))
 
-        contents = s3.keys(dep.garage.bucket, "files/")
+        contents = {k.removeprefix("files/") for k in s3.keys(dep.garage.bucket, "files/")}
         rows = s3.keys(dep.garage.bucket, "index/")
-        everything = s3.keys(dep.garage.bucket)
-        others = [k for k in everything if not k.startswith(("files/", "index/"))]
-        report.check(len(contents) == len(rows) == len(listed) and not others,
+        others = [k for k in s3.keys(dep.garage.bucket) if not k.startswith(("files/", "index/"))]
+        orphans = sorted(contents - set(listed))
+        report.check(contents == set(listed) and len(rows) == len(listed) and not others,
                      f"the bucket holds {len(contents)} content objects and {len(rows)} rows, one each per listed "
-                     f"file, and nothing else", f"also: {others[:5]}")
+                     f"file, and nothing else",
+                     f"content without a listed file: {orphans[:5]}; other keys: {others[:5]}")
 
-        # a data directory of its own: the replicas' are theirs (ferry locks them), and on S3 it holds nothing
-        fsck = subprocess.run([dep.ferry, "fsck", "--data-dir", str(work / "data-fsck"), *dep.s3_args(0)],
-                              capture_output=True, text=True, timeout=10 * WAIT, env=dep.env())
-        report.check(fsck.returncode == 0 and "0 problems" in fsck.stdout + fsck.stderr,
-                     f"ferry fsck on the bucket finds no problem (exit {fsck.returncode})",
-                     (fsck.stdout + fsck.stderr)[-600:])
+        # ferry fsck on the bucket: clean now; then it names damage planted beside the files (a content object
+        # without its row, a row without its content), and the planted objects are removed again
+        (work / "data-fsck").mkdir()
+
+        def fsck() -> tuple[int, str]:
+            # a data directory of its own: the replicas' are theirs (ferry locks them); on S3 it holds nothing
+            out = subprocess.run([dep.ferry, "fsck", "--data-dir", str(work / "data-fsck"), *dep.s3_args(0)],
+                                 capture_output=True, text=True, timeout=10 * WAIT, env=dep.env())
+            return out.returncode, out.stdout + out.stderr
+
+        code, out = fsck()
+        counted = re.search(r"checked (\d+) files", out)
+        report.check(code == 0 and "0 problems" in out and (not counted or int(counted.group(1)) == len(listed)),
+                     f"ferry fsck on the bucket finds no problem in the {len(listed)} files (exit {code})", out[-600:])
+        lonely_content, lonely_row = str(uuid.uuid4()), str(uuid.uuid4())
+        row_key = "index/" + bytes(~b & 0xFF for b in uuid.UUID(lonely_row).bytes).hex()
+        some_row = s3.get(dep.garage.bucket, rows[0])[1]
+        planted = [f"files/{lonely_content}", row_key]
+        s3.put(dep.garage.bucket, planted[0], secrets.token_bytes(1000))
+        s3.put(dep.garage.bucket, planted[1], json.dumps(dict(json.loads(some_row), id=lonely_row)).encode())
+        code, out = fsck()
+        report.check(code == 1 and lonely_content in out and lonely_row in out,
+                     f"ferry fsck names a content object without its row and a row without its content (exit {code})",
+                     out[-600:])
+        for key in planted:
+            s3.delete(dep.garage.bucket, key)
 
         # 3: a delete on A, seen on B: B has served the file by every strategy just before (its row, and
         # the cached strategy's bytes, in its caches), then polls every strategy until all answer 404
