@@ -335,6 +335,9 @@ impl Storage {
         let (content, index) = match &self.0.backend {
             Backend::Local { content, index } => (content, index),
             Backend::S3(s3) => {
+                // opened again: the handle given may stand at the end of what was written through it
+                drop(file);
+                let file = fs::File::open(&temp).context(|| format!("reading {}", temp.display()))?;
                 let publish = async {
                     let mut writer = s3.writer(FileId::new());
                     let mut chunks =

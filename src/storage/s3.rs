@@ -258,6 +258,12 @@ impl S3 {
         }
     }
 
+    /// The ids of multipart uploads in progress (their markers).
+    pub async fn in_progress(&self) -> io::Result<std::collections::HashSet<FileId>> {
+        let markers: Vec<_> = self.store.list(Some(&self.keys.dir("uploads"))).try_collect().await.map_err(store)?;
+        Ok(markers.iter().filter_map(|m| m.location.filename()?.parse().ok()).collect())
+    }
+
     /// Every row's id and every content object's id and size, for `ferry fsck`.
     pub async fn inventory(&self) -> io::Result<(Vec<FileId>, Vec<(Option<FileId>, String, u64)>)> {
         let rows: Vec<FileId> = self
