@@ -116,3 +116,49 @@ fn set_aside(
     index.remove(file.id)?;
     Ok(())
 }
+
+/// `ferry fsck --storage s3`: every row of the bucket has its content, of the recorded size, and every content
+/// object has a row, unless it belongs to an upload still in progress (its marker is there). The store verified
+/// every part's SHA-256 as it was written, so the bytes are not read again. Nothing is changed: `--repair` is for
+/// local disk, and on a bucket an operator decides (the report names each object).
+pub fn run_s3(config: &crate::storage::S3Config, out: &mut dyn Write) -> Result<Verdict, String> {
+    let cannot = |why: String| format!("cannot check bucket {}: {why}", config.bucket);
+    let s3 = crate::storage::S3::connect(config).map_err(|e| cannot(e.to_string()))?;
+    let (rows, content) = s3.wait(s3.inventory()).map_err(|e| cannot(e.to_string()))?;
+    let in_progress = s3.wait(s3.in_progress()).map_err(|e| cannot(e.to_string()))?;
+    let sizes: std::collections::HashMap<FileId, u64> =
+        content.iter().filter_map(|(id, _, size)| Some(((*id)?, *size))).collect();
+    let mut say = |line: String| writeln!(out, "{line}").map_err(|err| format!("cannot write the report: {err}"));
+    let (mut ok, mut damaged) = (0, 0);
+    let s3 = &s3;
+    let fetch = |id| async move { s3.row(id).await.map(|row| row.map(std::sync::Arc::new)) };
+    let found = s3.wait(crate::storage::S3::rows_of(rows.clone(), fetch)).map_err(|e| cannot(e.to_string()))?;
+    for row in found {
+        let id = &row.id;
+        let problem = match sizes.get(id) {
+            None => Some("its content is missing".to_owned()),
+            Some(&size) if size != row.size => Some(format!("its content is {size} bytes, its row says {}", row.size)),
+            Some(_) => None,
+        };
+        match problem {
+            None => ok += 1,
+            Some(problem) => {
+                damaged += 1;
+                say(format!("damaged {id}: {problem}"))?;
+            }
+        }
+    }
+    let rows: std::collections::HashSet<FileId> = rows.into_iter().collect();
+    for (id, key, _) in &content {
+        match id {
+            Some(id) if rows.contains(id) || in_progress.contains(id) => {}
+            Some(_) => {
+                damaged += 1;
+                say(format!("leftover {key}: content with no row (a publish cut short)"))?;
+            }
+            None => say(format!("unknown {key}: not a name ferry stores files under; left alone"))?,
+        }
+    }
+    say(format!("checked {} files in bucket {}: {ok} ok, {damaged} problems", ok + damaged, config.bucket))?;
+    Ok(if damaged == 0 { Verdict::Clean } else { Verdict::Damaged })
+}

@@ -46,7 +46,15 @@ async fn serve(config: &ferry::config::Config) -> Result<(), String> {
 /// `ferry fsck`: 0 when every file is sound, 1 when some are damaged (repaired or not: a scheduled run should
 /// tell), 2 when the check could not run.
 fn check(options: &ferry::config::Fsck) -> ExitCode {
-    match fsck::run(&options.data_dir, options.repair, &mut io::stdout().lock()) {
+    let out = &mut io::stdout().lock();
+    let verdict = match options.storage.s3() {
+        None => fsck::run(&options.data_dir, options.repair, out),
+        Some(_) if options.repair => {
+            Err("--repair works on local disk only; on S3, fsck reports and changes nothing".into())
+        }
+        Some(s3) => fsck::run_s3(&s3, out),
+    };
+    match verdict {
         Ok(fsck::Verdict::Clean) => ExitCode::SUCCESS,
         Ok(fsck::Verdict::Damaged) => ExitCode::from(1),
         Err(problem) => {

@@ -39,10 +39,17 @@ use crate::{
         license(name = "MIT"),
     ),
     tags(
-        (name = "upload", description = "Nine ways to receive a file. All answer 201 with the stored file's metadata."),
+        (name = "upload", description = "Nine ways to receive a file. All answer 201 with the stored file's metadata. \
+            On a server run with `--storage s3`, each strategy still reads its body its own way, and every one then \
+            streams the bytes into the bucket (a multipart upload of 8 MiB parts, or one PUT for a file that fits \
+            one part): the write modes named below (buffered, inline, async, blocking) are those of local disk. \
+            `single/spooled` spools to the local disk first, as actix-multipart does."),
         (name = "tus", description = "Resumable uploads (tus 1.0): create, then PATCH the bytes from the offset HEAD reports; \
             the last byte publishes the file like every upload."),
-        (name = "download", description = "Five ways to send a file, with identical headers, conditional requests and ranges."),
+        (name = "download", description = "Five ways to send a file, with identical headers, conditional requests and ranges. \
+            On a server run with `--storage s3` there is no local file: every strategy sends the stream of one \
+            ranged GET from the bucket (so the two `file` strategies do not use actix-files there), and `cached` \
+            keeps whole small files from the bucket in memory as it does from disk."),
         (name = "files", description = "List, inspect and delete stored files; sign download links."),
         (name = "health", description = "Service health."),
     ),

@@ -220,8 +220,9 @@ impl Application {
     }
 }
 
-/// On S3, every replica sweeps the bucket for uploads that a crashed replica began and never finished: at
-/// startup, then every tenth of `--s3-sweep-after` (at most hourly, at least every second).
+/// On S3, every replica sweeps the bucket for uploads that a crashed replica began and never finished, and
+/// counts its files for the metrics: at startup, then every tenth of `--s3-sweep-after` (at most hourly, at least
+/// every second).
 async fn sweep_bucket(storage: Storage, older: std::time::Duration) {
     let Some(s3) = storage.object_store() else { return };
     let every = (older / 10).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
@@ -230,6 +231,9 @@ async fn sweep_bucket(storage: Storage, older: std::time::Duration) {
             Ok(0) => {}
             Ok(swept) => log::info!("swept {swept} unfinished uploads from bucket {}", s3.bucket()),
             Err(err) => log::warn!("sweeping bucket {} failed: {err}", s3.bucket()),
+        }
+        if let Err(err) = storage.recount().await {
+            log::warn!("counting the files of bucket {} failed: {err}", s3.bucket());
         }
         tokio::time::sleep(every).await;
     }

@@ -201,10 +201,19 @@ impl Storage {
         }
     }
 
-    /// How many files are stored, and their bytes (on S3: those this replica has published less those it has
-    /// deleted since it started; the bucket is the sum of every replica's).
+    /// How many files are stored, and their bytes. On S3, as the last count of the bucket found them (see
+    /// [`Storage::recount`]) plus what this replica has published and deleted since.
     pub fn totals(&self) -> (u64, u64) {
         (self.0.files.load(Ordering::Acquire), self.0.bytes.load(Ordering::Acquire))
+    }
+
+    /// On S3: counts the bucket's files and bytes again (every replica's), for [`Storage::totals`].
+    pub async fn recount(&self) -> io::Result<()> {
+        let Backend::S3(s3) = &self.0.backend else { return Ok(()) };
+        let (files, bytes) = s3.count().await?;
+        self.0.files.store(files, Ordering::Release);
+        self.0.bytes.store(bytes, Ordering::Release);
+        Ok(())
     }
 
     /// Free bytes on the data volume, as the unprivileged see it.
@@ -335,6 +344,9 @@ impl Storage {
         let (content, index) = match &self.0.backend {
             Backend::Local { content, index } => (content, index),
             Backend::S3(s3) => {
+                // opened again: the handle given may stand at the end of what was written through it
+                drop(file);
+                let file = fs::File::open(&temp).context(|| format!("reading {}", temp.display()))?;
                 let publish = async {
                     let mut writer = s3.writer(FileId::new());
                     let mut chunks =
@@ -400,8 +412,10 @@ impl Storage {
         }
         self.0.removals.fetch_add(1, Ordering::AcqRel);
         self.0.hot.lock().expect("hot rows lock").pop(&id);
-        self.0.files.fetch_sub(1, Ordering::AcqRel);
-        self.0.bytes.fetch_sub(file.size, Ordering::AcqRel);
+        // saturating: on S3 a recount may already have left the file out
+        let less = |by: u64| move |n: u64| Some(n.saturating_sub(by));
+        let _ = self.0.files.fetch_update(Ordering::AcqRel, Ordering::Acquire, less(1));
+        let _ = self.0.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, less(file.size));
         Ok(())
     }
 

@@ -258,6 +258,21 @@ impl S3 {
         }
     }
 
+    /// How many files the bucket holds (rows) and the bytes of their content: a listing of both, a thousand keys
+    /// a request.
+    pub async fn count(&self) -> io::Result<(u64, u64)> {
+        let rows = self.store.list(Some(&self.keys.dir("index"))).try_fold(0, |n, _| async move { Ok(n + 1) });
+        let bytes = self.store.list(Some(&self.keys.dir("files"))).try_fold(0, |n, o| async move { Ok(n + o.size) });
+        let (rows, bytes) = futures_util::try_join!(rows, bytes).map_err(store)?;
+        Ok((rows, bytes))
+    }
+
+    /// The ids of multipart uploads in progress (their markers).
+    pub async fn in_progress(&self) -> io::Result<std::collections::HashSet<FileId>> {
+        let markers: Vec<_> = self.store.list(Some(&self.keys.dir("uploads"))).try_collect().await.map_err(store)?;
+        Ok(markers.iter().filter_map(|m| m.location.filename()?.parse().ok()).collect())
+    }
+
     /// Every row's id and every content object's id and size, for `ferry fsck`.
     pub async fn inventory(&self) -> io::Result<(Vec<FileId>, Vec<(Option<FileId>, String, u64)>)> {
         let rows: Vec<FileId> = self

@@ -91,7 +91,7 @@ pub async fn append(
     if content_length(req).is_some_and(|len| len > room) {
         return (Err(AppError::PayloadTooLarge { limit }), 0);
     }
-    if let Err(full) = app.storage.ensure_room(content_length(req).unwrap_or(0)) {
+    if let Err(full) = app.storage.ensure_local_room(content_length(req).unwrap_or(0)) {
         return (Err(full), 0);
     }
     let (body, probe) = Body::new(payload, app.limits.body_idle_timeout, room, limit);
@@ -212,7 +212,7 @@ async fn write(
             let chunk = chunk.map_err(payload_error)?;
             let len = chunk.len() as u64;
             if (written + len) / ROOM_CHECK > written / ROOM_CHECK {
-                app.storage.ensure_room(ROOM_CHECK)?;
+                app.storage.ensure_local_room(ROOM_CHECK)?;
             }
             if let Err(err) = out.write_all(&chunk).await {
                 write_failed = true;

@@ -138,7 +138,7 @@ async fn created(req: &HttpRequest, state: &AppState, uploads: &Uploads) -> Resu
         return Err(AppError::UnsupportedMediaType { expected: "an application/offset+octet-stream body, or none" });
     }
     headers::checksum(req.headers())?;
-    state.storage.ensure_room(length.unwrap_or(0))?;
+    state.storage.ensure_local_room(length.unwrap_or(0))?;
     let new = UploadState {
         length,
         offset: 0,
