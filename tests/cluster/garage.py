@@ -321,7 +321,12 @@ admin_token = "{self.admin_token}"
                           "\n".join(self.tail(n) for n in ([node] if node else self.nodes)))
 
     def _node_id(self, node: Node) -> str:
-        for _ in self._deadline(f"node {node.index}'s id", node):
+        """The node's id, once it listens for RPC (its key exists a moment before)."""
+        for _ in self._deadline(f"node {node.index}'s id and RPC port", node):
+            try:
+                socket.create_connection(("127.0.0.1", node.rpc_port), timeout=2).close()
+            except OSError:
+                continue
             out = subprocess.run([self.binary, "-c", str(node.config), "node", "id", "-q"], capture_output=True,
                                  text=True, timeout=WAIT)
             if out.returncode == 0 and "@" in out.stdout:

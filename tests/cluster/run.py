@@ -16,12 +16,15 @@ only stores. The checks, each printed as a sentence with ok or FAIL:
 1. Every upload strategy through nginx stores the file whole; every download strategy serves it byte for byte
    from the replica that did not store it, and from each replica, ranges included (206, the right bytes).
 2. Under a bounded wrk load of uploads and downloads through nginx (wrk's kit scripts, with every answer and
-   the id of every 201 recorded by tests/cluster/record.lua), beside a Python prober that times one upload at a
-   time: SIGKILL Garage node 2 (the node no replica points at), and no upload or download fails; restart it.
-   Then SIGKILL replica A, with an upload to it cut half way: nginx fails over to B, the cut upload never
+   the id of every 201 recorded by tests/cluster/record.lua), beside two Python probers that time one upload
+   at a time (a small one, a single PUT on S3; a large streamed one, a multipart upload): SIGKILL Garage node 2
+   (the node no replica points at), and no upload or download fails; restart it. Then SIGKILL replica A, with
+   an upload to it cut half way: nginx fails over to B, only requests in flight on A fail, the cut upload never
    becomes a file, A restarts with a short --s3-sweep-after and sweeps the cut multipart upload away; then
-   every upload that got a 201 downloads whole, the listing holds exactly those files, the bucket holds one
-   content object and one row per file and nothing else, and `ferry fsck` on S3 finds no problem.
+   every upload ferry answered 201 downloads whole, the listing holds exactly those files (and any A published
+   but was killed before answering, whole, no more than nginx saw go unanswered), the bucket holds one content
+   object and one row per file and nothing else, and `ferry fsck` on S3 finds no problem, and names planted
+   damage.
 3. A delete on A is seen on B: B answers 404 within ferry's stated bound (1 s; the time it took is printed).
 
 Closes with `cluster: N passed, M failed`. Every wait is bounded; every process (three Garage nodes, two
@@ -68,6 +71,7 @@ LARGE = (10 << 20) + 12345  # streamed uploads: several multipart parts, a short
 SMALL = (2 << 20) + 321  # uploads buffered in memory
 LOAD_BODY = 256 << 10
 PROBE_BODY = 64 << 10
+LARGE_PROBE_BODY = (9 << 20) + 4321  # two multipart parts
 RANGES = ["bytes=0-0", "bytes=1000-1999", f"bytes={(5 << 20) - 100}-{(5 << 20) + 99}",
           f"bytes={(8 << 20) - 7}-{(8 << 20) + 8}", "bytes=-4097"]
 
@@ -361,7 +365,8 @@ def every_strategy(dep: Deployment, report: Report, uploads: list[bench.Endpoint
 
 
 class Prober(threading.Thread):
-    """One small buffered upload at a time through nginx, each timed: when uploads failed and resumed."""
+    """One upload at a time through nginx, each timed: when uploads failed and resumed. A small buffered one
+    (a single PUT on S3) times the failover finely; a large streamed one keeps a multipart upload in flight."""
 
     def __init__(self, dep: Deployment, endpoint: bench.Endpoint, data: bytes):
         super().__init__(daemon=True)
@@ -382,11 +387,11 @@ class Prober(threading.Thread):
 
 
 class Load:
-    """wrk uploading and wrk downloading through nginx for LOAD_SECONDS, and the prober beside them."""
+    """wrk uploading and wrk downloading through nginx for LOAD_SECONDS, and the probers beside them."""
 
     def __init__(self, dep: Deployment, name: str, upload_path: str, body_file: Path, download_path: str,
-                 probe: Prober):
-        self.dep, self.name, self.probe = dep, name, probe
+                 probes: list[Prober]):
+        self.dep, self.name, self.probes = dep, name, probes
         self.records = {kind: dep.work / f"{name}-{kind}.txt" for kind in ("upload", "download")}
         self.procs = []
         runs = {"upload": (upload_path, "upload.lua", [str(body_file), "application/octet-stream"]),
@@ -399,7 +404,8 @@ class Load:
                      "-s", str(HERE / "record.lua"), dep.url("nginx") + path, "--", *args],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
         self.started = time.monotonic()
-        probe.start()
+        for probe in probes:
+            probe.start()
 
     def finish(self) -> dict:
         try:
@@ -408,8 +414,10 @@ class Load:
         finally:
             for proc in self.procs:
                 stop(proc)
-            self.probe.halt.set()
-            self.probe.join(timeout=WAIT)
+            for probe in self.probes:
+                probe.halt.set()
+            for probe in self.probes:
+                probe.join(timeout=WAIT)
         result = {}
         for kind, path in self.records.items():
             if not path.exists():
@@ -494,8 +502,15 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         body_file = work / "load.bin"
         body_file.write_bytes(load_body)
         probe_body = secrets.token_bytes(PROBE_BODY)
+        large_body = secrets.token_bytes(LARGE_PROBE_BODY)
         stream = by_strategy["stream/async_read_and_async_write"]
         buffered = by_strategy["single"]
+        streamed_form = by_strategy["single/stream"]
+        # what each upload path carries during the load, to know a file by its path in nginx's log
+        body_sha = {stream.path: sha(load_body), buffered.path: sha(probe_body), streamed_form.path: sha(large_body)}
+
+        def probers() -> list[Prober]:
+            return [Prober(dep, buffered, probe_body), Prober(dep, streamed_form, large_body)]
         status, doc, _ = upload(dep, stream, secrets.token_bytes(1 << 20))
         if status != 201:
             raise Failed(f"the download load's file: {status} {doc}")
@@ -503,25 +518,28 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         expected[target] = doc["sha256"]
         download_path = f"/files/download/stream/async_read/{target}"
 
-        def record(result: dict, probe: Prober) -> None:
+        def record(result: dict, probes: list[Prober]) -> None:
             for file_id in result["upload"]["ids"]:
                 expected[file_id] = sha(load_body)
-            for row in probe.rows:
-                if row[2] == 201:
-                    expected[row[3]] = sha(probe_body)
+            for probe in probes:
+                for row in probe.rows:
+                    if row[2] == 201:
+                        expected[row[3]] = sha(probe.data)
 
         # 2a: a Garage node dies under load
-        probe = Prober(dep, buffered, probe_body)
-        load = Load(dep, "garage-kill", stream.path, body_file, download_path, probe)
+        probes = probers()
+        load = Load(dep, "garage-kill", stream.path, body_file, download_path, probes)
         time.sleep(KILL_AT)
         killed_at = time.monotonic()
         dep.garage.kill(2)
         result = load.finish()
-        record(result, probe)
-        fails, oks, _ = probe_summary(probe, killed_at)
+        record(result, probes)
+        summaries = [probe_summary(probe, killed_at) for probe in probes]
+        fails = [row for f, _, _ in summaries for row in f]
+        oks = [row for _, o, _ in summaries for row in o]
         report.note(f"Garage node 2 SIGKILLed {KILL_AT}s into {LOAD_SECONDS}s of load: "
                     f"{describe('upload', result['upload'])}; {describe('download', result['download'])}; "
-                    f"prober after the kill: {len(oks)} 201s, {len(fails)} failures")
+                    f"probers after the kill: {len(oks)} 201s, {len(fails)} failures")
         report.check(result["upload"]["failed"] == 0 and result["download"]["failed"] == 0 and not fails,
                      "with Garage node 2 SIGKILLed under load, no upload or download through nginx failed "
                      "(both replicas' Garage nodes keep a write quorum of 2 of 3)")
@@ -544,30 +562,32 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         except Failed as err:
             report.check(False, "an upload in progress on A has its multipart marker in the bucket", str(err))
             markers = set()
-        probe = Prober(dep, buffered, probe_body)
-        load = Load(dep, "replica-kill", stream.path, body_file, download_path, probe)
+        probes = probers()
+        load = Load(dep, "replica-kill", stream.path, body_file, download_path, probes)
         time.sleep(KILL_AT)
         killed_at, killed_wall = time.monotonic(), time.time()
         stop(dep.procs["A"], signal.SIGKILL)
         result = load.finish()
         cut.close()
-        record(result, probe)
-        fails, oks, failover = probe_summary(probe, killed_at)
+        record(result, probes)
+        fails, oks, failover = probe_summary(probes[0], killed_at)
+        large_fails, large_oks, _ = probe_summary(probes[1], killed_at)
         routed = [row for row in dep.access_log() if row.end >= killed_wall]
         retried = sum(1 for row in routed if "," in row.upstreams)
         report.note(f"ferry A SIGKILLed {KILL_AT}s into {LOAD_SECONDS}s of load: "
                     f"{describe('upload', result['upload'])}; {describe('download', result['download'])}; "
-                    f"prober after the kill: {len(oks)} 201s, {len(fails)} failures, first 201 "
-                    f"{failover if failover is None else round(failover, 3)}s after the kill; nginx passed "
-                    f"{retried} requests on to B after A refused them")
-        in_flight = 2 * WRK_CONNECTIONS + 1
-        failed = result["upload"]["failed"] + result["download"]["failed"] + len(fails)
+                    f"small prober after the kill: {len(oks)} 201s, {len(fails)} failures, first 201 "
+                    f"{failover if failover is None else round(failover, 3)}s after the kill; large prober: "
+                    f"{len(large_oks)} 201s, {len(large_fails)} failures; nginx passed {retried} requests on to B "
+                    f"after A refused them")
+        in_flight = 2 * WRK_CONNECTIONS + len(probes)
+        failed = result["upload"]["failed"] + result["download"]["failed"] + len(fails) + len(large_fails)
         report.check(failed <= in_flight,
                      f"with ferry A SIGKILLed under load, only requests in flight on A failed: {failed} "
                      f"(at most one per client connection, {in_flight})")
-        report.check(bool(oks) and all(row[0] < oks[0][0] for row in fails),
-                     "nginx failed over to B: the prober's uploads succeeded after the kill, and none failed "
-                     "once one had")
+        report.check(bool(oks) and all(row[0] < oks[0][0] for row in fails) and bool(large_oks),
+                     "nginx failed over to B: the probers' uploads succeeded after the kill, and none of the small "
+                     "one's failed once one had")
         report.check(bool(markers), f"the upload cut on A left its multipart upload behind ({len(markers)} marker)")
 
         started = time.monotonic()
@@ -578,13 +598,14 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
             report.check(True, f"A, restarted with --s3-sweep-after {SWEEP_AFTER}, swept the cut upload away "
                                f"(marker and multipart upload gone {time.monotonic() - started:.1f}s after start)")
         except Failed as err:
-            report.check(False, "A, restarted with a short --s3-sweep-after, swept the cut upload away", str(err))
+            report.check(False, "A, restarted with a short --s3-sweep-after, swept the cut upload away",
+                         f"{err}; markers left: {s3.keys(dep.garage.bucket, 'uploads/')}, multipart uploads left: "
+                         f"{s3.multipart_uploads(dep.garage.bucket)}\n{tail(dep.log('A'))}")
 
         # after the run: what got a 201 is there, whole, and nothing else is. wrk's record has the 201s its
         # clients read; nginx's log has every 201 ferry sent (with its Location), also those that came after wrk's
         # time was up and it stopped reading, and every upload that got no 201 from ferry
-        proxied = [row for row in dep.access_log() if row.method == "POST" and row.path in (stream.path,
-                                                                                           buffered.path)]
+        proxied = [row for row in dep.access_log() if row.method == "POST" and row.path in body_sha]
         read_by_clients = len(expected)
         sent_late = 0
         unanswered = 0
@@ -593,7 +614,7 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
                 file_id = row.location.rsplit("/", 1)[1]
                 if file_id not in expected:
                     sent_late += 1
-                    expected[file_id] = sha(load_body) if row.path == stream.path else sha(probe_body)
+                    expected[file_id] = body_sha[row.path]
             else:
                 unanswered += 1
         listed = {f["id"]: f for f in dep.listing("B")}
@@ -605,7 +626,7 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
         # an upload ferry published but never answered (A killed between the two, or the client gone first)
         # is a file no client heard of: there can be no more of them than uploads nginx saw go unanswered,
         # and each must be whole
-        unheard = [i for i in extra if listed[i]["sha256"] in (sha(load_body), sha(probe_body))]
+        unheard = [i for i in extra if listed[i]["sha256"] in body_sha.values()]
         report.check(len(extra) == len(unheard) and len(unheard) <= unanswered,
                      f"the listing holds exactly the files ferry answered 201: {len(listed)} listed = "
                      f"{read_by_clients} 201s the clients read + {sent_late} sent after wrk stopped reading + "
