@@ -221,33 +221,46 @@ impl S3 {
     /// how many were swept.
     pub async fn sweep(&self, older: Duration) -> io::Result<usize> {
         let cutoff = SystemTime::now() - older;
+        let markers: Vec<_> = self.store.list(Some(&self.keys.dir("uploads"))).try_collect().await.map_err(store)?;
         let mut swept = 0;
-        let mut markers = self.store.list(Some(&self.keys.dir("uploads")));
-        while let Some(marker) = markers.next().await {
-            let marker = marker.map_err(store)?;
+        for marker in markers.into_iter().filter(|m| SystemTime::from(m.last_modified) <= cutoff) {
             let Some(id) = marker.location.filename().and_then(|name| name.parse::<FileId>().ok()) else { continue };
-            if SystemTime::from(marker.last_modified) > cutoff {
-                continue;
-            }
-            if self.row(id).await?.is_none() {
-                let content = self.keys.content(id);
-                match self.store.get(&marker.location).await {
-                    Ok(found) => {
-                        let bytes = found.bytes().await.map_err(store)?;
-                        if let Ok(Marker { multipart }) = serde_json::from_slice(&bytes) {
-                            ignore_missing(self.store.abort_multipart(&content, &multipart).await)?;
-                        }
-                    }
-                    Err(object_store::Error::NotFound { .. }) => continue, // another replica swept it
-                    Err(err) => return Err(store(err)),
+            // one upload that cannot be swept now must not keep the others from it
+            match self.sweep_one(id, &marker.location).await {
+                Ok(true) => {
+                    log::warn!(
+                        "swept upload {id}: begun before {}, never published",
+                        humantime::format_rfc3339(cutoff)
+                    );
+                    swept += 1;
                 }
-                ignore_missing(self.store.delete(&content).await)?;
-                log::warn!("swept upload {id}: begun before {}, never published", humantime::format_rfc3339(cutoff));
-                swept += 1;
+                Ok(false) => {}
+                Err(err) => log::warn!("sweeping upload {id} failed: {err}; the next sweep tries again"),
             }
-            ignore_missing(self.store.delete(&marker.location).await)?;
         }
         Ok(swept)
+    }
+
+    /// Whether the upload behind `marker` was never published (and is now gone); its marker goes either way.
+    async fn sweep_one(&self, id: FileId, marker: &Path) -> io::Result<bool> {
+        let unpublished = self.row(id).await?.is_none();
+        if unpublished {
+            let content = self.keys.content(id);
+            let multipart = match self.store.get(marker).await {
+                Ok(found) => serde_json::from_slice::<Marker>(&found.bytes().await.map_err(store)?).ok(),
+                Err(object_store::Error::NotFound { .. }) => return Ok(false), // another replica swept it
+                Err(err) => return Err(store(err)),
+            };
+            if let Some(Marker { multipart }) = multipart
+                && let Err(err) = self.store.abort_multipart(&content, &multipart).await
+            {
+                // a completed upload has no multipart upload left: its object goes below
+                log::debug!("aborting the multipart upload of {id}: {err}");
+            }
+            ignore_missing(self.store.delete(&content).await)?;
+        }
+        ignore_missing(self.store.delete(marker).await)?;
+        Ok(unpublished)
     }
 
     /// After the row is written the marker of a multipart upload is no longer needed (a sweep would find the row
