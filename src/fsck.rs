@@ -118,7 +118,8 @@ fn set_aside(
 }
 
 /// `ferry fsck --storage s3`: every row of the bucket has its content, of the recorded size, and every content
-/// object has a row, unless it belongs to an upload still in progress (its marker is there). The store verified
+/// object has a row, unless it belongs to an upload still in progress (its marker is there); content with no row
+/// is reported as a leftover, as on disk. The store verified
 /// every part's SHA-256 as it was written, so the bytes are not read again. Nothing is changed: `--repair` is for
 /// local disk, and on a bucket an operator decides (the report names each object).
 pub fn run_s3(config: &crate::storage::S3Config, out: &mut dyn Write) -> Result<Verdict, String> {
@@ -152,13 +153,11 @@ pub fn run_s3(config: &crate::storage::S3Config, out: &mut dyn Write) -> Result<
     for (id, key, _) in &content {
         match id {
             Some(id) if rows.contains(id) || in_progress.contains(id) => {}
-            Some(_) => {
-                damaged += 1;
-                say(format!("leftover {key}: content with no row (a publish cut short)"))?;
-            }
+            // as on disk: it never got a 201, so it is reported and does not count as damage
+            Some(_) => say(format!("leftover {key}: content with no row (a publish cut short); never answered 201"))?,
             None => say(format!("unknown {key}: not a name ferry stores files under; left alone"))?,
         }
     }
-    say(format!("checked {} files in bucket {}: {ok} ok, {damaged} problems", ok + damaged, config.bucket))?;
+    say(format!("checked {} files in bucket {}: {ok} ok, {damaged} damaged", ok + damaged, config.bucket))?;
     Ok(if damaged == 0 { Verdict::Clean } else { Verdict::Damaged })
 }

@@ -293,17 +293,34 @@ impl Storage {
             Backend::Local { index, .. } => index.get(id)?,
             Backend::S3(s3) => s3.row(id).await?,
         };
+        Ok(self.remember(id, found, read, removals))
+    }
+
+    /// Keeps a row just read in memory; a row found gone leaves memory too.
+    fn remember(&self, id: FileId, found: Option<StoredFile>, read: Instant, removals: u64) -> Option<Arc<StoredFile>> {
         let mut hot = self.0.hot.lock().expect("hot rows lock");
         let Some(file) = found else {
             hot.pop(&id);
-            return Ok(None);
+            return None;
         };
         let file = Arc::new(file);
         // a delete since the read may have removed the row: then what was read must not be remembered
         if self.0.removals.load(Ordering::Acquire) == removals {
             hot.put(id, (file.clone(), read));
         }
-        Ok(Some(file))
+        Some(file)
+    }
+
+    /// The row of a file the bucket has just listed: it exists now, and rows never change, so a row in memory
+    /// serves whatever its age (and counts as read now); only the others are fetched.
+    async fn listed(&self, s3: &S3, id: FileId) -> io::Result<Option<Arc<StoredFile>>> {
+        if let Some((hot, read)) = self.0.hot.lock().expect("hot rows lock").get_mut(&id) {
+            *read = Instant::now();
+            return Ok(Some(hot.clone()));
+        }
+        let (removals, read) = (self.0.removals.load(Ordering::Acquire), Instant::now());
+        let found = s3.row(id).await?;
+        Ok(self.remember(id, found, read, removals))
     }
 
     /// Forgets a row read earlier: its content was found gone (deleted by another replica).
@@ -317,7 +334,7 @@ impl Storage {
             Backend::Local { index, .. } => Ok(index.list(limit, after)?),
             Backend::S3(s3) => {
                 let ids = s3.ids(limit, after).await?;
-                let rows = S3::rows_of(ids, |id| async move { self.get(id).await.map_err(into_io) }).await?;
+                let rows = S3::rows_of(ids, |id| self.listed(s3, id)).await?;
                 Ok(rows.into_iter().map(Arc::unwrap_or_clone).collect())
             }
         }
@@ -387,8 +404,10 @@ impl Storage {
         let meta = new.stored(writer.id(), size, sha256);
         let marked = writer.finish().await?;
         if let Err(err) = s3.commit(&meta).await {
-            if let Err(also) = s3.remove(meta.id).await {
-                log::error!("{also} (after the row of {} could not be written; the sweep will remove it)", meta.id);
+            match s3.remove(meta.id).await {
+                Ok(()) if marked => s3.forget_marker(meta.id).await,
+                Ok(()) => {}
+                Err(also) => log::error!("{also} (after the row of {} could not be written)", meta.id),
             }
             return Err(err.into());
         }
@@ -458,13 +477,6 @@ impl NewFile {
             strategy: self.strategy.to_owned(),
             created_at: SystemTime::now(),
         }
-    }
-}
-
-fn into_io(err: AppError) -> io::Error {
-    match err {
-        AppError::Internal(err) => io::Error::other(err),
-        other => io::Error::other(other.to_string()),
     }
 }
 

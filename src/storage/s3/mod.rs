@@ -33,13 +33,15 @@ use object_store::{
     aws::{AmazonS3, AmazonS3Builder, Checksum},
     client::SpawnedReqwestConnector,
     list::{PaginatedListOptions, PaginatedListStore},
-    multipart::{MultipartStore, PartId},
+    multipart::MultipartStore,
     path::Path,
 };
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
+pub use self::writer::ObjectWriter;
 use super::{FileId, StoredFile};
+
+mod writer;
 
 /// Bytes per multipart part, and the most a single PUT carries: S3 wants at least 5 MiB for every part but the
 /// last. Two parts may be in flight per upload, so a streaming upload holds at most three parts in memory.
@@ -213,7 +215,7 @@ impl S3 {
 
     /// Starts writing a file's content: nothing reaches the store until a part is full or the upload ends.
     pub fn writer(self: &Arc<Self>, id: FileId) -> ObjectWriter {
-        ObjectWriter { s3: self.clone(), id, buffer: Vec::new(), buffered: 0, multipart: None }
+        ObjectWriter::new(self.clone(), id)
     }
 
     /// Removes what uploads cut short by a crashed replica left: a multipart upload begun more than `older` ago
@@ -221,33 +223,46 @@ impl S3 {
     /// how many were swept.
     pub async fn sweep(&self, older: Duration) -> io::Result<usize> {
         let cutoff = SystemTime::now() - older;
+        let markers: Vec<_> = self.store.list(Some(&self.keys.dir("uploads"))).try_collect().await.map_err(store)?;
         let mut swept = 0;
-        let mut markers = self.store.list(Some(&self.keys.dir("uploads")));
-        while let Some(marker) = markers.next().await {
-            let marker = marker.map_err(store)?;
+        for marker in markers.into_iter().filter(|m| SystemTime::from(m.last_modified) <= cutoff) {
             let Some(id) = marker.location.filename().and_then(|name| name.parse::<FileId>().ok()) else { continue };
-            if SystemTime::from(marker.last_modified) > cutoff {
-                continue;
-            }
-            if self.row(id).await?.is_none() {
-                let content = self.keys.content(id);
-                match self.store.get(&marker.location).await {
-                    Ok(found) => {
-                        let bytes = found.bytes().await.map_err(store)?;
-                        if let Ok(Marker { multipart }) = serde_json::from_slice(&bytes) {
-                            ignore_missing(self.store.abort_multipart(&content, &multipart).await)?;
-                        }
-                    }
-                    Err(object_store::Error::NotFound { .. }) => continue, // another replica swept it
-                    Err(err) => return Err(store(err)),
+            // one upload that cannot be swept now must not keep the others from it
+            match self.sweep_one(id, &marker.location).await {
+                Ok(true) => {
+                    log::warn!(
+                        "swept upload {id}: begun before {}, never published",
+                        humantime::format_rfc3339(cutoff)
+                    );
+                    swept += 1;
                 }
-                ignore_missing(self.store.delete(&content).await)?;
-                log::warn!("swept upload {id}: begun before {}, never published", humantime::format_rfc3339(cutoff));
-                swept += 1;
+                Ok(false) => {}
+                Err(err) => log::warn!("sweeping upload {id} failed: {err}; the next sweep tries again"),
             }
-            ignore_missing(self.store.delete(&marker.location).await)?;
         }
         Ok(swept)
+    }
+
+    /// Whether the upload behind `marker` was never published (and is now gone); its marker goes either way.
+    async fn sweep_one(&self, id: FileId, marker: &Path) -> io::Result<bool> {
+        let unpublished = self.row(id).await?.is_none();
+        if unpublished {
+            let content = self.keys.content(id);
+            let multipart = match self.store.get(marker).await {
+                Ok(found) => serde_json::from_slice::<Marker>(&found.bytes().await.map_err(store)?).ok(),
+                Err(object_store::Error::NotFound { .. }) => return Ok(false), // another replica swept it
+                Err(err) => return Err(store(err)),
+            };
+            if let Some(Marker { multipart }) = multipart
+                && let Err(err) = self.store.abort_multipart(&content, &multipart).await
+            {
+                // a completed upload has no multipart upload left: its object goes below
+                log::debug!("aborting the multipart upload of {id}: {err}");
+            }
+            ignore_missing(self.store.delete(&content).await)?;
+        }
+        ignore_missing(self.store.delete(marker).await)?;
+        Ok(unpublished)
     }
 
     /// After the row is written the marker of a multipart upload is no longer needed (a sweep would find the row
@@ -293,112 +308,6 @@ impl S3 {
             .await
             .map_err(store)?;
         Ok((rows, content))
-    }
-}
-
-/// A file's content on its way into the store: a single PUT when it fits one part, a multipart upload otherwise
-/// (`uploads/<id>` marks it until it completes). Dropped before [`ObjectWriter::finish`], it aborts the multipart
-/// upload, so nothing is ever visible from an upload that failed.
-pub struct ObjectWriter {
-    s3: Arc<S3>,
-    id: FileId,
-    buffer: Vec<Bytes>,
-    buffered: usize,
-    multipart: Option<Multipart>,
-}
-
-struct Multipart {
-    upload: String,
-    /// Parts on their way, oldest first, and the ids of those that arrived.
-    sending: std::collections::VecDeque<JoinHandle<object_store::Result<PartId>>>,
-    sent: Vec<PartId>,
-}
-
-impl ObjectWriter {
-    pub fn id(&self) -> FileId {
-        self.id
-    }
-
-    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.buffered += chunk.len();
-        self.buffer.push(chunk);
-        if self.buffered >= PART {
-            self.send_part().await?;
-        }
-        Ok(())
-    }
-
-    /// Sends what is buffered (one part), waiting first for the oldest part when two are on their way.
-    async fn send_part(&mut self) -> io::Result<()> {
-        let key = self.s3.keys.content(self.id);
-        if self.multipart.is_none() {
-            let upload = self.s3.store.create_multipart(&key).await.map_err(store)?;
-            let marker = serde_json::to_vec(&Marker { multipart: upload.clone() }).map_err(io::Error::other)?;
-            // set before the marker is written: from here on, dropping the writer aborts the upload
-            self.multipart = Some(Multipart { upload, sending: Default::default(), sent: Vec::new() });
-            self.s3.store.put(&self.s3.keys.marker(self.id), PutPayload::from(marker)).await.map_err(store)?;
-        }
-        let multipart = self.multipart.as_mut().expect("begun above");
-        if multipart.sending.len() >= PARTS_IN_FLIGHT {
-            let oldest = multipart.sending.pop_front().expect("parts in flight");
-            multipart.sent.push(oldest.await.map_err(io::Error::other)?.map_err(store)?);
-        }
-        let payload: PutPayload = std::mem::take(&mut self.buffer).into_iter().collect();
-        self.buffered = 0;
-        let (s3, index, upload) =
-            (self.s3.clone(), multipart.sent.len() + multipart.sending.len(), multipart.upload.clone());
-        let handle = self.s3.io.0.as_ref().expect("runtime until dropped").handle();
-        multipart
-            .sending
-            .push_back(handle.spawn(async move { s3.store.put_part(&key, &upload, index, payload).await }));
-        Ok(())
-    }
-
-    /// Sends the rest and completes the object; it is in the store, and still has no row, when this returns.
-    /// Whether a marker was written (the upload went multipart): it is removed once the row is written.
-    pub async fn finish(mut self) -> io::Result<bool> {
-        let key = self.s3.keys.content(self.id);
-        if self.multipart.is_none() {
-            let payload: PutPayload = std::mem::take(&mut self.buffer).into_iter().collect();
-            return self.s3.store.put(&key, payload).await.map_err(store).map(|_| false);
-        }
-        if self.buffered > 0 {
-            self.send_part().await?;
-        }
-        let mut multipart = self.multipart.take().expect("begun");
-        let result: io::Result<()> = async {
-            while let Some(part) = multipart.sending.pop_front() {
-                multipart.sent.push(part.await.map_err(io::Error::other)?.map_err(store)?);
-            }
-            let parts = std::mem::take(&mut multipart.sent);
-            self.s3.store.complete_multipart(&key, &multipart.upload, parts).await.map_err(store)?;
-            Ok(())
-        }
-        .await;
-        if result.is_err() {
-            self.multipart = Some(multipart); // dropped below: aborted
-        }
-        result.map(|()| true)
-    }
-}
-
-impl Drop for ObjectWriter {
-    fn drop(&mut self) {
-        let Some(multipart) = self.multipart.take() else { return };
-        let (s3, id) = (self.s3.clone(), self.id);
-        let handle = self.s3.io.0.as_ref().expect("runtime until dropped").handle().clone();
-        handle.spawn(async move {
-            for part in &multipart.sending {
-                part.abort();
-            }
-            let key = s3.keys.content(id);
-            match s3.store.abort_multipart(&key, &multipart.upload).await {
-                Ok(()) => {
-                    let _ = s3.store.delete(&s3.keys.marker(id)).await;
-                }
-                Err(err) => log::warn!("aborting the upload of {id} failed: {err}; the sweep will abort it"),
-            }
-        });
     }
 }
 
