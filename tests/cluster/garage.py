@@ -132,12 +132,13 @@ class S3:
                 return keys
         raise GarageError(f"ListObjectsV2 {bucket}/{prefix}: more pages than anyone stores here")
 
-    def multipart_uploads(self, bucket: str) -> list[str]:
-        """The keys of the multipart uploads in progress (ListMultipartUploads, first page)."""
+    def multipart_uploads(self, bucket: str) -> list[tuple[str, str, str]]:
+        """The multipart uploads in progress (ListMultipartUploads, first page): key, upload id, when begun."""
         status, _, body = self.request("GET", f"/{bucket}", {"uploads": ""})
         if status != 200:
             raise GarageError(f"ListMultipartUploads {bucket}: {status} {body[:300]!r}")
-        return [u.findtext(f"{S3_NS}Key") for u in ET.fromstring(body).iter(f"{S3_NS}Upload")]
+        return [(u.findtext(f"{S3_NS}Key"), u.findtext(f"{S3_NS}UploadId"), u.findtext(f"{S3_NS}Initiated"))
+                for u in ET.fromstring(body).iter(f"{S3_NS}Upload")]
 
 
 # --- the cluster ----------------------------------------------------------------------------------------------
