@@ -112,6 +112,12 @@ class S3:
                                        headers={"Range": byte_range} if byte_range else None)
         return status, body
 
+    def parts(self, bucket: str, key: str, upload_id: str) -> int:
+        """ListParts of one multipart upload: 200 while it is in progress, 404 once completed or aborted. A read
+        of that upload itself, not a listing (Garage's listings can show, for some seconds after a node comes
+        back, keys deleted while it was down)."""
+        return self.request("GET", f"/{bucket}/{key}", {"uploadId": upload_id})[0]
+
     def delete(self, bucket: str, key: str) -> int:
         return self.request("DELETE", f"/{bucket}/{key}")[0]
 
