@@ -294,10 +294,10 @@ admin_token = "{self.admin_token}"
             return
         proc.send_signal(sig)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=15)
+            proc.wait(timeout=10)
 
     def cli(self, node: Node, *args: str) -> str:
         """Runs `garage -c <node's config> ARGS` (bounded) and returns its output; raises with it on failure."""
