@@ -15,9 +15,11 @@
 //!
 //! The client is `object_store` (Apache Arrow's; S3 through its `aws` feature): it streams multipart puts, ranged
 //! gets and paged listings, signs and retries, sends each part's SHA-256 as `x-amz-checksum-sha256` so the store
-//! verifies what it received, and is kept by a project that many data systems depend on. The AWS SDK would bring
-//! ten times the dependencies for the same five calls. Its HTTP runs on a runtime of its own (two threads) so that
-//! connections outlive no actix worker and every worker can await the store.
+//! verifies what it received, and is kept by a project that many data systems depend on. The AWS SDK
+//! (`aws-sdk-s3` with `aws-config`) resolves to 189 crates against object_store's 137 for the same five calls,
+//! and speaks only S3. Its HTTP runs on a runtime of its own (two threads), so that no connection belongs to an
+//! actix worker and every worker can await the store; responses cross over through a bounded channel
+//! (`connector`).
 
 use std::{
     future::Future,
