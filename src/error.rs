@@ -99,7 +99,7 @@ pub enum AppError {
 
 /// An I/O error is the server's problem, never the client's: a full disk is 507; a data directory that cannot be
 /// written, because it is read-only (EROFS) or its permissions forbid it (EACCES, EPERM), is 503, as `/health`
-/// says; anything else is 500. `NotFound` in particular is not a 404 here: only the places that open stored
+/// says, and so is an object store that fails; anything else is 500. `NotFound` in particular is not a 404 here: only the places that open stored
 /// content for a reader (downloads) decide that a missing file means "no such file".
 impl From<io::Error> for AppError {
     fn from(err: io::Error) -> Self {
@@ -108,7 +108,8 @@ impl From<io::Error> for AppError {
                 log::error!("{err}");
                 AppError::InsufficientStorage
             }
-            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
+            // NetworkDown: the object store failed or could not be reached (see `storage::s3`)
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied | io::ErrorKind::NetworkDown => {
                 log::error!("{err}");
                 AppError::Unavailable
             }
@@ -257,6 +258,7 @@ mod tests {
         assert_eq!(answer(libc::EROFS), unavailable);
         assert_eq!(answer(libc::EACCES), unavailable);
         assert_eq!(answer(libc::EPERM), unavailable);
+        assert_eq!(answer(libc::ENETDOWN), unavailable, "what a failing object store is mapped to");
         assert_eq!(answer(libc::ENOSPC), (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"));
         assert_eq!(answer(libc::EDQUOT), (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"));
         assert_eq!(answer(libc::EFBIG), (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"));

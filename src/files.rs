@@ -48,10 +48,10 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
     }
     let page = state.storage.list(limit, query.after).await?;
     let mut res = HttpResponse::Ok();
-    if let (true, Some(last)) = (page.len() == limit, page.last()) {
-        res.insert_header((header::LINK, format!("</files?limit={limit}&after={}>; rel=\"next\"", last.id)));
+    if let Some(next) = page.next {
+        res.insert_header((header::LINK, format!("</files?limit={limit}&after={next}>; rel=\"next\"")));
     }
-    Ok(res.json(page))
+    Ok(res.json(page.files))
 }
 
 /// File metadata

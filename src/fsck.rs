@@ -141,8 +141,11 @@ pub fn run_s3(config: &crate::storage::S3Config, out: &mut dyn Write) -> Result<
             Some(&size) if size != row.size => Some(format!("its content is {size} bytes, its row says {}", row.size)),
             Some(_) => None,
         };
+        // the replicas keep working meanwhile: a file deleted since the listings is not damaged
+        let deleted_since = || s3.wait(s3.row(*id)).map(|row| row.is_none()).map_err(|e| cannot(e.to_string()));
         match problem {
             None => ok += 1,
+            Some(_) if deleted_since()? => {}
             Some(problem) => {
                 damaged += 1;
                 say(format!("damaged {id}: {problem}"))?;
@@ -151,8 +154,10 @@ pub fn run_s3(config: &crate::storage::S3Config, out: &mut dyn Write) -> Result<
     }
     let rows: std::collections::HashSet<FileId> = rows.into_iter().collect();
     for (id, key, _) in &content {
+        // and a file published since the listing of rows has its row now
+        let published_since = |id| s3.wait(s3.row(id)).map(|row| row.is_some()).map_err(|e| cannot(e.to_string()));
         match id {
-            Some(id) if rows.contains(id) || in_progress.contains(id) => {}
+            Some(id) if rows.contains(id) || in_progress.contains(id) || published_since(*id)? => {}
             // as on disk: it never got a 201, so it is reported and does not count as damage
             Some(_) => say(format!("leftover {key}: content with no row (a publish cut short); never answered 201"))?,
             None => say(format!("unknown {key}: not a name ferry stores files under; left alone"))?,

@@ -78,6 +78,21 @@ pub const HOT_FILES: usize = 16 * 1024;
 /// lookup after this (and at once by every read of its content).
 pub const ROW_TTL: Duration = Duration::from_secs(1);
 
+/// A page of the listing, and the cursor of the next one when there may be more.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub files: Vec<StoredFile>,
+    pub next: Option<FileId>,
+}
+
+impl Page {
+    /// A page of `limit` rows read from the index: full, it may have a next.
+    fn of(files: Vec<StoredFile>, limit: usize) -> Page {
+        let next = files.last().map(|f| f.id).filter(|_| files.len() == limit);
+        Page { files, next }
+    }
+}
+
 /// What an upload strategy knows about a file besides its bytes.
 #[derive(Debug, Clone)]
 pub struct NewFile {
@@ -311,11 +326,11 @@ impl Storage {
         Some(file)
     }
 
-    /// The row of a file the bucket has just listed: it exists now, and rows never change, so a row in memory
-    /// serves whatever its age (and counts as read now); only the others are fetched.
-    async fn listed(&self, s3: &S3, id: FileId) -> io::Result<Option<Arc<StoredFile>>> {
+    /// The row of a file the bucket has just listed: it existed when the listing was `asked` for, and rows never
+    /// change, so a row in memory serves whatever its age (and counts as read then); only the others are fetched.
+    async fn listed(&self, s3: &S3, id: FileId, asked: Instant) -> io::Result<Option<Arc<StoredFile>>> {
         if let Some((hot, read)) = self.0.hot.lock().expect("hot rows lock").get_mut(&id) {
-            *read = Instant::now();
+            *read = asked.max(*read);
             return Ok(Some(hot.clone()));
         }
         let (removals, read) = (self.0.removals.load(Ordering::Acquire), Instant::now());
@@ -329,21 +344,24 @@ impl Storage {
     }
 
     /// Newest first; `after` continues a previous page from the id it ended with.
-    pub async fn list(&self, limit: usize, after: Option<FileId>) -> Result<Vec<StoredFile>, AppError> {
+    pub async fn list(&self, limit: usize, after: Option<FileId>) -> Result<Page, AppError> {
         match &self.0.backend {
-            Backend::Local { index, .. } => Ok(index.list(limit, after)?),
+            Backend::Local { index, .. } => Ok(Page::of(index.list(limit, after)?, limit)),
             Backend::S3(s3) => {
+                let asked = Instant::now();
                 let ids = s3.ids(limit, after).await?;
-                let rows = S3::rows_of(ids, |id| self.listed(s3, id)).await?;
-                Ok(rows.into_iter().map(Arc::unwrap_or_clone).collect())
+                // the page ends where the listing did, also when a row deleted since is left out of it
+                let next = ids.last().copied().filter(|_| ids.len() == limit);
+                let rows = S3::rows_of(ids, |id| self.listed(s3, id, asked)).await?;
+                Ok(Page { files: rows.into_iter().map(Arc::unwrap_or_clone).collect(), next })
             }
         }
     }
 
     /// Blocking: [`Storage::list`] for code on the blocking pool.
-    pub fn list_blocking(&self, limit: usize, after: Option<FileId>) -> Result<Vec<StoredFile>, AppError> {
+    pub fn list_blocking(&self, limit: usize, after: Option<FileId>) -> Result<Page, AppError> {
         match &self.0.backend {
-            Backend::Local { index, .. } => Ok(index.list(limit, after)?),
+            Backend::Local { index, .. } => Ok(Page::of(index.list(limit, after)?, limit)),
             Backend::S3(s3) => s3.wait(self.list(limit, after)),
         }
     }
@@ -365,7 +383,7 @@ impl Storage {
                 drop(file);
                 let file = fs::File::open(&temp).context(|| format!("reading {}", temp.display()))?;
                 let publish = async {
-                    let mut writer = s3.writer(FileId::new());
+                    let mut writer = s3.writer(FileId::new(), size);
                     let mut chunks =
                         tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK);
                     while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
@@ -402,18 +420,9 @@ impl Storage {
     ) -> Result<StoredFile, AppError> {
         let Backend::S3(s3) = &self.0.backend else { unreachable!("objects are written only on S3") };
         let meta = new.stored(writer.id(), size, sha256);
-        let marked = writer.finish().await?;
-        if let Err(err) = s3.commit(&meta).await {
-            match s3.remove(meta.id).await {
-                Ok(()) if marked => s3.forget_marker(meta.id).await,
-                Ok(()) => {}
-                Err(also) => log::error!("{also} (after the row of {} could not be written)", meta.id),
-            }
-            return Err(err.into());
-        }
-        if marked {
-            s3.forget_marker(meta.id).await;
-        }
+        // on the store's runtime: a request cut from here on leaves neither content without its row nor the reverse
+        let (bucket, row) = (s3.clone(), meta.clone());
+        s3.spawn(async move { bucket.publish(writer, &row).await }).await.map_err(io::Error::other)??;
         self.count(1, size);
         Ok(meta)
     }
@@ -421,31 +430,40 @@ impl Storage {
     /// Removes the row first, so that no new reader finds the file, then the content. Downloads already under way
     /// on local disk keep their open file and finish.
     pub async fn delete(&self, id: FileId) -> Result<(), AppError> {
-        let Some(file) = self.get(id).await? else { return Err(AppError::NotFound) };
         match &self.0.backend {
             Backend::Local { .. } => {
+                let Some(file) = self.get(id).await? else { return Err(AppError::NotFound) };
                 let storage = self.clone();
-                actix_web::web::block(move || storage.delete_local(id)).await??
+                actix_web::web::block(move || storage.delete_local(id, file.size)).await?
             }
-            Backend::S3(s3) => s3.remove(id).await?,
+            Backend::S3(s3) => {
+                // read afresh: another replica may have deleted it since this one last read its row
+                let Some(file) = s3.row(id).await? else { return Err(AppError::NotFound) };
+                s3.remove_row(id).await?;
+                self.removed(id, file.size);
+                Ok(s3.remove_content(id).await?)
+            }
         }
+    }
+
+    /// Blocking.
+    fn delete_local(&self, id: FileId, size: u64) -> Result<(), AppError> {
+        let Backend::Local { content, index } = &self.0.backend else { unreachable!("local storage") };
+        if !index.remove(id)? {
+            return Err(AppError::NotFound); // another delete was first
+        }
+        self.removed(id, size);
+        Ok(content.remove(id)?)
+    }
+
+    /// The row is gone: no lookup may keep it, and the totals lose the file, whatever becomes of its content.
+    fn removed(&self, id: FileId, size: u64) {
         self.0.removals.fetch_add(1, Ordering::AcqRel);
         self.0.hot.lock().expect("hot rows lock").pop(&id);
         // saturating: on S3 a recount may already have left the file out
         let less = |by: u64| move |n: u64| Some(n.saturating_sub(by));
         let _ = self.0.files.fetch_update(Ordering::AcqRel, Ordering::Acquire, less(1));
-        let _ = self.0.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, less(file.size));
-        Ok(())
-    }
-
-    /// Blocking.
-    fn delete_local(&self, id: FileId) -> Result<(), AppError> {
-        let Backend::Local { content, index } = &self.0.backend else { unreachable!("local storage") };
-        if !index.remove(id)? {
-            return Err(AppError::NotFound); // another delete was first
-        }
-        content.remove(id)?;
-        Ok(())
+        let _ = self.0.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, less(size));
     }
 
     fn count(&self, files: u64, bytes: u64) {

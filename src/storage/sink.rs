@@ -61,7 +61,7 @@ impl UploadSink {
     /// Opens a fresh temp file under `<data>/tmp/` for a file of at most `limit` bytes; on S3, an object.
     pub async fn create(storage: &Storage, mode: WriteMode, limit: u64) -> Result<Self, AppError> {
         if let Some(s3) = storage.object_store() {
-            let writer = Writer::Object(s3.writer(super::FileId::new()));
+            let writer = Writer::Object(s3.writer(super::FileId::new(), limit));
             return Ok(UploadSink {
                 storage: storage.clone(),
                 temp: None,

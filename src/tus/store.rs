@@ -279,7 +279,7 @@ impl Uploads {
         let mut after = None;
         loop {
             let page = self.storage.list_blocking(PAGE, after).map_err(io::Error::other)?;
-            for file in &page {
+            for file in &page.files {
                 if file.created_at < written {
                     return Ok(None);
                 }
@@ -287,9 +287,9 @@ impl Uploads {
                     return Ok(Some(file.id));
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = Some(last.id),
-                _ => return Ok(None),
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(None),
             }
         }
     }

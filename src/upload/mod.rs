@@ -382,8 +382,13 @@ async fn read_and_publish(
     let limit = strategy.file_limit(&state.limits);
     let max_body = strategy.body_limit(limit);
     let content_length = content_length(req.headers());
-    // one statvfs, inline: it reads the file system's counters, and a thread hop per upload costs more
-    if let Err(full) = state.storage.ensure_room(content_length.unwrap_or(0)) {
+    // one statvfs, inline: it reads the file system's counters, and a thread hop per upload costs more. The
+    // spooled strategy writes to the local disk whatever the storage (actix-multipart spools there)
+    let room = match strategy.read() {
+        Read::PartSpooled => state.storage.ensure_local_room(content_length.unwrap_or(0)),
+        _ => state.storage.ensure_room(content_length.unwrap_or(0)),
+    };
+    if let Err(full) = room {
         return (Err(full), 0);
     }
     let upload = Upload { req, storage: &state.storage, strategy, limit, expected_sha256, content_length };

@@ -15,9 +15,11 @@
 //!
 //! The client is `object_store` (Apache Arrow's; S3 through its `aws` feature): it streams multipart puts, ranged
 //! gets and paged listings, signs and retries, sends each part's SHA-256 as `x-amz-checksum-sha256` so the store
-//! verifies what it received, and is kept by a project that many data systems depend on. The AWS SDK would bring
-//! ten times the dependencies for the same five calls. Its HTTP runs on a runtime of its own (two threads) so that
-//! connections outlive no actix worker and every worker can await the store.
+//! verifies what it received, and is kept by a project that many data systems depend on. The AWS SDK
+//! (`aws-sdk-s3` with `aws-config`) resolves to 189 crates against object_store's 137 for the same five calls,
+//! and speaks only S3. Its HTTP runs on a runtime of its own (two threads), so that no connection belongs to an
+//! actix worker and every worker can await the store; responses cross over through a bounded channel
+//! (`connector`).
 
 use std::{
     future::Future,
@@ -29,9 +31,8 @@ use std::{
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
     aws::{AmazonS3, AmazonS3Builder, Checksum},
-    client::SpawnedReqwestConnector,
     list::{PaginatedListOptions, PaginatedListStore},
     multipart::MultipartStore,
     path::Path,
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 pub use self::writer::ObjectWriter;
 use super::{FileId, StoredFile};
 
+mod connector;
 mod writer;
 
 /// Bytes per multipart part, and the most a single PUT carries: S3 wants at least 5 MiB for every part but the
@@ -50,6 +52,12 @@ pub const PART: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 /// Rows fetched at once for a page of the listing.
 const ROWS_AT_ONCE: usize = 16;
+/// Uploads that may stream parts at once: each holds up to three parts in memory (about 24 MiB), so together at
+/// most about 384 MiB; one more waits for its turn before it reads more of its body. Files that fit one part
+/// hold no more than their size, as the buffered strategies do on disk.
+pub const STREAMING_UPLOADS: usize = 16;
+/// How long a request to the store may go without a byte before it fails (and is retried).
+const STALL: Duration = Duration::from_secs(30);
 
 /// Where the bucket is and how to reach it; credentials come from `AWS_ACCESS_KEY_ID` and
 /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
@@ -70,6 +78,8 @@ pub struct S3 {
     io: IoRuntime,
     bucket: String,
     keys: Keys,
+    /// Turns for uploads that stream parts (see [`STREAMING_UPLOADS`]).
+    streaming: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where each kind of object lives: `<prefix>files/<id>`, `<prefix>index/<!id>`, `<prefix>uploads/<id>`.
@@ -103,16 +113,21 @@ impl S3 {
             .thread_name("ferry-s3")
             .enable_all()
             .build()?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            // a download may take as long as its client reads, so there is no bound on a whole request; a stalled
+            // store is one that sends nothing for this long
+            .read_timeout(STALL)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(io::Error::other)?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_virtual_hosted_style_request(config.virtual_hosted)
             .with_checksum_algorithm(Checksum::SHA256)
-            .with_http_connector(SpawnedReqwestConnector::new(runtime.handle().clone()))
-            // a download may take as long as its client reads: only connecting is bounded
-            .with_client_options(
-                ClientOptions::new().with_timeout_disabled().with_connect_timeout(Duration::from_secs(5)),
-            )
+            .with_http_connector(connector::Bounded::new(client, runtime.handle().clone()))
             .with_retry(RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(20), ..Default::default() });
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
@@ -120,7 +135,8 @@ impl S3 {
         let store = builder.build().map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
         let prefix = config.prefix.trim_matches('/');
         let keys = Keys { prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") } };
-        Ok(S3 { store: Arc::new(store), io: IoRuntime(Some(runtime)), bucket: config.bucket.clone(), keys })
+        let streaming = Arc::new(tokio::sync::Semaphore::new(STREAMING_UPLOADS));
+        Ok(S3 { store: Arc::new(store), io: IoRuntime(Some(runtime)), bucket: config.bucket.clone(), keys, streaming })
     }
 
     pub fn bucket(&self) -> &str {
@@ -153,7 +169,8 @@ impl S3 {
         })
     }
 
-    /// The ids of up to `limit` files, newest first, after the `after` cursor: one listing request.
+    /// The ids of up to `limit` files, newest first, after the `after` cursor: one listing request. Fewer than
+    /// `limit` means the listing has ended.
     pub async fn ids(&self, limit: usize, after: Option<FileId>) -> io::Result<Vec<FileId>> {
         let options = PaginatedListOptions {
             offset: after.map(|id| self.keys.row(id).to_string()),
@@ -184,9 +201,30 @@ impl S3 {
         self.store.put(&self.keys.row(file.id), PutPayload::from(json)).await.map_err(store).map(drop)
     }
 
-    /// The row first, so that no new reader finds the file, then the content.
-    pub async fn remove(&self, id: FileId) -> io::Result<()> {
-        self.store.delete(&self.keys.row(id)).await.map_err(store)?;
+    /// Completes the content `writer` wrote and writes its row: the moment the file exists. If the row cannot be
+    /// written, the content goes again.
+    pub async fn publish(&self, writer: ObjectWriter, row: &StoredFile) -> io::Result<()> {
+        let marked = writer.finish().await?;
+        if let Err(err) = self.commit(row).await {
+            match self.remove_content(row.id).await {
+                Ok(()) if marked => self.forget_marker(row.id).await,
+                Ok(()) => {}
+                Err(also) => log::error!("{also} (after the row of {} could not be written)", row.id),
+            }
+            return Err(err);
+        }
+        if marked {
+            self.forget_marker(row.id).await;
+        }
+        Ok(())
+    }
+
+    /// Deleting starts with the row, so that no new reader finds the file.
+    pub async fn remove_row(&self, id: FileId) -> io::Result<()> {
+        self.store.delete(&self.keys.row(id)).await.map_err(store)
+    }
+
+    pub async fn remove_content(&self, id: FileId) -> io::Result<()> {
         self.store.delete(&self.keys.content(id)).await.map_err(store)
     }
 
@@ -213,9 +251,18 @@ impl S3 {
         self.store.get(&self.keys.content(id)).await.map_err(store)?.bytes().await.map_err(store)
     }
 
-    /// Starts writing a file's content: nothing reaches the store until a part is full or the upload ends.
-    pub fn writer(self: &Arc<Self>, id: FileId) -> ObjectWriter {
-        ObjectWriter::new(self.clone(), id)
+    /// Starts writing the content of a file of at most `limit` bytes: nothing reaches the store until a part is
+    /// full or the upload ends.
+    pub fn writer(self: &Arc<Self>, id: FileId, limit: u64) -> ObjectWriter {
+        ObjectWriter::new(self.clone(), id, limit)
+    }
+
+    /// Runs `work` on the store's runtime: it goes on when the request that started it is cut.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.io.0.as_ref().expect("runtime until dropped").handle().spawn(work)
     }
 
     /// Removes what uploads cut short by a crashed replica left: a multipart upload begun more than `older` ago
