@@ -326,11 +326,11 @@ impl Storage {
         Some(file)
     }
 
-    /// The row of a file the bucket has just listed: it existed when the listing was `asked` for, and rows never
-    /// change, so a row in memory serves whatever its age (and counts as read then); only the others are fetched.
-    async fn listed(&self, s3: &S3, id: FileId, asked: Instant) -> io::Result<Option<Arc<StoredFile>>> {
-        if let Some((hot, read)) = self.0.hot.lock().expect("hot rows lock").get_mut(&id) {
-            *read = asked.max(*read);
+    /// The row of a file the bucket has just listed: rows never change, so a row in memory serves whatever its
+    /// age; only the others are fetched. (Its age is left as it is: the listing may lag behind a delete, so it
+    /// does not renew the trust `get` gives a row.)
+    async fn listed(&self, s3: &S3, id: FileId) -> io::Result<Option<Arc<StoredFile>>> {
+        if let Some((hot, _)) = self.0.hot.lock().expect("hot rows lock").get(&id) {
             return Ok(Some(hot.clone()));
         }
         let (removals, read) = (self.0.removals.load(Ordering::Acquire), Instant::now());
@@ -348,11 +348,10 @@ impl Storage {
         match &self.0.backend {
             Backend::Local { index, .. } => Ok(Page::of(index.list(limit, after)?, limit)),
             Backend::S3(s3) => {
-                let asked = Instant::now();
                 let ids = s3.ids(limit, after).await?;
                 // the page ends where the listing did, also when a row deleted since is left out of it
                 let next = ids.last().copied().filter(|_| ids.len() == limit);
-                let rows = S3::rows_of(ids, |id| self.listed(s3, id, asked)).await?;
+                let rows = S3::rows_of(ids, |id| self.listed(s3, id)).await?;
                 Ok(Page { files: rows.into_iter().map(Arc::unwrap_or_clone).collect(), next })
             }
         }

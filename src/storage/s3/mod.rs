@@ -265,13 +265,17 @@ impl S3 {
         self.io.0.as_ref().expect("runtime until dropped").handle().spawn(work)
     }
 
-    /// Removes what uploads cut short by a crashed replica left: a multipart upload begun more than `older` ago
-    /// whose file has no row is aborted, its content (if it completed) removed, and its marker with them. Returns
-    /// how many were swept.
+    /// Removes what uploads cut short by a crashed replica left, once it is older than `older`: a multipart
+    /// upload whose file has no row is aborted, its content (if it completed) removed, and its marker with them;
+    /// content with no row and no marker (a single-PUT upload cut between its content and its row, or a delete
+    /// cut between its row and its content) is removed. None of it was ever answered 201, or it was deleted: this
+    /// is what sweeping `tmp/` is on disk. Returns how many were swept.
     pub async fn sweep(&self, older: Duration) -> io::Result<usize> {
         let cutoff = SystemTime::now() - older;
         let markers: Vec<_> = self.store.list(Some(&self.keys.dir("uploads"))).try_collect().await.map_err(store)?;
-        let mut swept = 0;
+        let in_progress: std::collections::HashSet<FileId> =
+            markers.iter().filter_map(|m| m.location.filename()?.parse().ok()).collect();
+        let mut swept = self.sweep_leftovers(cutoff, &in_progress).await?;
         for marker in markers.into_iter().filter(|m| SystemTime::from(m.last_modified) <= cutoff) {
             let Some(id) = marker.location.filename().and_then(|name| name.parse::<FileId>().ok()) else { continue };
             // one upload that cannot be swept now must not keep the others from it
@@ -286,6 +290,47 @@ impl S3 {
                 Ok(false) => {}
                 Err(err) => log::warn!("sweeping upload {id} failed: {err}; the next sweep tries again"),
             }
+        }
+        Ok(swept)
+    }
+
+    /// Content stored before `cutoff` that has no row and belongs to no upload in progress.
+    async fn sweep_leftovers(
+        &self,
+        cutoff: SystemTime,
+        in_progress: &std::collections::HashSet<FileId>,
+    ) -> io::Result<usize> {
+        let old: Vec<_> = self
+            .store
+            .list(Some(&self.keys.dir("files")))
+            .try_filter(|o| std::future::ready(SystemTime::from(o.last_modified) <= cutoff))
+            .try_collect()
+            .await
+            .map_err(store)?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let rows: std::collections::HashSet<FileId> = self
+            .store
+            .list(Some(&self.keys.dir("index")))
+            .try_filter_map(|o| std::future::ready(Ok(self.keys.id_of_row(o.location.as_ref()))))
+            .try_collect()
+            .await
+            .map_err(store)?;
+        let mut swept = 0;
+        for object in old {
+            let Some(id) = object.location.filename().and_then(|name| name.parse::<FileId>().ok()) else { continue };
+            // looked at once more: a row written since the listing makes it a file
+            if rows.contains(&id) || in_progress.contains(&id) || self.row(id).await?.is_some() {
+                continue;
+            }
+            ignore_missing(self.store.delete(&object.location).await)?;
+            log::warn!(
+                "swept {}: stored before {} and never given a row",
+                object.location,
+                humantime::format_rfc3339(cutoff)
+            );
+            swept += 1;
         }
         Ok(swept)
     }
