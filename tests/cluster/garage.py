@@ -66,13 +66,14 @@ class S3:
         self.host = urllib.parse.urlparse(self.endpoint).netloc
         self.access_key, self.secret_key, self.region, self.timeout = access_key, secret_key, region, timeout
 
-    def _sign(self, method: str, path: str, query: dict, payload_hash: str) -> dict:
+    def _sign(self, method: str, path: str, query: dict, payload_hash: str, extra: dict | None = None) -> dict:
+        """The headers of a signed request; `extra` headers (lower-case names) are signed too."""
         now = datetime.datetime.now(datetime.timezone.utc)
         amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         canonical_query = "&".join(
             f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(str(v), safe='-_.~')}"
             for k, v in sorted(query.items()))
-        headers = {"host": self.host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+        headers = {"host": self.host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date, **(extra or {})}
         signed = ";".join(sorted(headers))
         canonical = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), canonical_query,
                                "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload_hash])
@@ -91,8 +92,7 @@ class S3:
                 headers: dict | None = None) -> tuple[int, dict, bytes]:
         """One signed request; returns status, headers (lower-case names) and body, errors included."""
         query = query or {}
-        all_headers = self._sign(method, path, query, hashlib.sha256(body).hexdigest())
-        all_headers.update(headers or {})
+        all_headers = self._sign(method, path, query, hashlib.sha256(body).hexdigest(), headers)
         url = self.endpoint + urllib.parse.quote(path, safe="/-_.~")
         if query:
             url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)

@@ -14,7 +14,9 @@ Each replica talks to a Garage node of its own, as a co-located gateway would in
 only stores. The checks, each printed as a sentence with ok or FAIL:
 
 1. Every upload strategy through nginx stores the file whole; every download strategy serves it byte for byte
-   from the replica that did not store it, and from each replica, ranges included (206, the right bytes).
+   from the replica that did not store it, and from each replica, ranges included (206, the right bytes). The
+   store verifies what ferry sends: a file stored in one PUT carries its sha256 as the object's checksum, and
+   Garage refuses a PUT whose x-amz-checksum-sha256 does not match its body.
 2. Under a bounded wrk load of uploads and downloads through nginx (wrk's kit scripts, with every answer and
    the id of every 201 recorded by tests/cluster/record.lua), beside two Python probers that time one upload
    at a time (a small one, a single PUT on S3; a large streamed one, a multipart upload): SIGKILL Garage node 2
@@ -33,7 +35,9 @@ ferries, nginx, wrk) is started and stopped by pid, also on failure or SIGTERM; 
 removed.
 """
 
+import base64
 import concurrent.futures
+import hashlib
 import json
 import re
 import secrets
@@ -111,6 +115,8 @@ def every_strategy(dep: Deployment, report: Report, uploads: list[bench.Endpoint
         report.check(not bad, f"the file {strategy} stored on {replica} downloads byte for byte from {other} by "
                               f"each of the {len(downloads)} download strategies", "; ".join(bad))
 
+    store_verifies(dep, report, [(i, d) for _, i, d, _ in stored if len(d) == SMALL])
+
     large = next(((s, i, d) for s, i, d, _ in stored if len(d) == LARGE), None)
     if large is None:
         report.check(False, "a streamed upload to range over")
@@ -131,6 +137,27 @@ def every_strategy(dep: Deployment, report: Report, uploads: list[bench.Endpoint
 
 
 # --- 2: load, and something killed during it ------------------------------------------------------------------
+
+def store_verifies(dep: Deployment, report: Report, small: list[tuple[str, bytes]]) -> None:
+    """ferry sends each PUT's SHA-256 as x-amz-checksum-sha256: Garage refuses a body that does not match it, and
+    keeps it with the object (a file that fits one part: its sha256)."""
+    s3, bucket = dep.garage.client(2), dep.garage.bucket
+    if not small:
+        report.check(False, "a file stored in one PUT, to read its checksum")
+        return
+    file_id, data = small[0]
+    status, headers, _ = s3.request("HEAD", f"/{bucket}/files/{file_id}", headers={"x-amz-checksum-mode": "ENABLED"})
+    kept = headers.get("x-amz-checksum-sha256")
+    report.check(status == 200 and kept == base64.b64encode(hashlib.sha256(data).digest()).decode(),
+                 "a file stored in one PUT carries its sha256 as the object's checksum in Garage", f"{status} {kept}")
+    wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+    status, _, body = s3.request("PUT", f"/{bucket}/checksum-probe", body=b"these bytes",
+                                 headers={"x-amz-checksum-sha256": wrong})
+    gone = s3.request("HEAD", f"/{bucket}/checksum-probe")[0]
+    report.check(status == 400 and b"InvalidDigest" in body and gone == 404,
+                 "Garage refuses a PUT whose x-amz-checksum-sha256 does not match its body, and keeps nothing",
+                 f"{status} {body[:200]!r}; HEAD after: {gone}")
+
 
 def describe(kind: str, r: dict) -> str:
     others = {s: n for s, n in r["statuses"].items() if not 200 <= s < 300}
