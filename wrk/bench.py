@@ -18,7 +18,8 @@ wrk/results/runs/<timestamp>/ (or --out) as Markdown, JSON and an SVG chart.
 
 --variant NAME='ARGS' adds ferry run another way to every round, e.g. --variant metrics='--metrics-addr auto'
 --variant logs='RUST_LOG=info': NAME=VALUE words are environment, the rest are ferry options (`auto` after
---metrics-addr is a free port). Plain ferry runs with RUST_LOG=warn and no metrics. A ferry with --metrics-addr
+--metrics-addr is a free port; `{run}` in a word is a name fresh for every server started, e.g.
+--s3-prefix bench-{run}). Plain ferry runs with RUST_LOG=warn and no metrics. A ferry with --metrics-addr
 (a variant, or every ferry with --server-metrics) is scraped before and after each run, and the runs record the
 server's own count of requests and bytes for the endpoint beside wrk's.
 """
@@ -266,7 +267,8 @@ class Ferry(Server):
                  variant: list[str] | None = None):
         data = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=data_root))
         limit = str(max(size * 2, 64 << 20))
-        env, extra = variant_parts(variant or [])
+        # {run}: a name no other server of any run had (the data directory's), e.g. for a fresh --s3-prefix
+        env, extra = variant_parts([word.replace("{run}", data.name) for word in variant or []])
         self.metrics_url = None
         if "--metrics-addr" in extra:
             at = extra.index("--metrics-addr") + 1
@@ -611,7 +613,10 @@ def versions(ctx: Context) -> dict:
 
 
 def shown_command() -> str:
-    """This run's command line, with paths inside the repository made relative to it."""
+    """This run's command line, with paths inside the repository made relative to it; a wrapper that ran this
+    script (wrk/s3_bench.py) shows its own through FERRY_BENCH_COMMAND."""
+    if os.environ.get("FERRY_BENCH_COMMAND"):
+        return os.environ["FERRY_BENCH_COMMAND"]
     def rel(arg: str) -> str:
         try:
             return str(Path(arg).resolve().relative_to(ROOT)) if os.sep in arg else arg
