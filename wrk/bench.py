@@ -267,8 +267,8 @@ class Ferry(Server):
                  variant: list[str] | None = None):
         data = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=data_root))
         limit = str(max(size * 2, 64 << 20))
-        # {run}: a name no other server of any run had (the data directory's), e.g. for a fresh --s3-prefix
-        env, extra = variant_parts([word.replace("{run}", data.name) for word in variant or []])
+        # {run}: the data directory's name, which no other server of any run had, e.g. for a fresh --s3-prefix
+        env, extra = variant_parts(variant or [], run=data.name)
         self.metrics_url = None
         if "--metrics-addr" in extra:
             at = extra.index("--metrics-addr") + 1
@@ -288,11 +288,12 @@ class Ferry(Server):
             self.log_path.unlink(missing_ok=True)
 
 
-def variant_parts(words: list[str]) -> tuple[dict, list[str]]:
-    """A variant's words: NAME=VALUE (NAME in capitals) is environment, the rest ferry's options."""
+def variant_parts(words: list[str], run: str = "") -> tuple[dict, list[str]]:
+    """A variant's words: NAME=VALUE (NAME in capitals) is environment, the rest ferry's options; `{run}` in a word
+    becomes RUN."""
     env = {}
     args = []
-    for word in words:
+    for word in (w.replace("{run}", run) for w in words):
         name, eq, value = word.partition("=")
         if eq and re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
             env[name] = value
