@@ -23,9 +23,11 @@ stopped by pid on exit, also on failure or SIGTERM.
 """
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,28 @@ sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 from garage import Garage  # noqa: E402
 
 DEFAULT_GARAGE = Path("/var/cache/ferry-ci/garage/bin/garage")  # where .ci/run caches it
+
+
+class BenchGarage(Garage):
+    """tests/cluster/garage.py's Garage, which also waits for each node's RPC port before using it: on a loaded
+    machine `garage node id` answers (from the key file) before the server listens, and the first
+    `garage layout assign` then fails with "Connection refused"."""
+
+    def _node_id(self, node) -> str:
+        node_id = super()._node_id(node)
+        for _ in self._deadline(f"node {node.index}'s RPC port", node):
+            try:
+                socket.create_connection(("127.0.0.1", node.rpc_port), timeout=1).close()
+                return node_id
+            except OSError:
+                pass
+
+
+@contextlib.contextmanager
+def running_garage(binary: Path, nodes: int, root: Path):
+    """A BenchGarage of NODES nodes in ROOT/garage, stopped by pid on exit."""
+    with BenchGarage(str(binary), nodes=nodes, root=str(root / "garage")) as garage:
+        yield garage
 
 
 def load_average() -> str:
@@ -70,7 +94,7 @@ def main() -> int:
     progress(f"load average at start: {start_load} on {os.cpu_count()} cores")
     args.garage_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ferry-s3bench-", dir=args.garage_root) as root, \
-            Garage(str(args.garage), nodes=args.nodes, root=root) as garage:
+            running_garage(args.garage, args.nodes, Path(root)) as garage:
         progress(f"Garage {args.nodes} node(s) at {garage.endpoints[0]}, bucket {garage.bucket}")
         variant = (f"s3=--storage s3 --s3-endpoint {garage.endpoints[0]} --s3-bucket {garage.bucket} "
                    f"--s3-region {garage.region} --s3-prefix bench-{{run}}")
