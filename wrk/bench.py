@@ -419,9 +419,10 @@ class Run:
 
 
 def run_wrk(args, url: str, script: str, script_args: list[str]) -> dict:
+    timeout = getattr(args, "timeout", 2)  # wrk's own default: an answer slower than this is an error
     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
-           "--latency", "-s", str(HERE / script), url, "--", *script_args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
+           "--timeout", f"{timeout}s", "--latency", "-s", str(HERE / script), url, "--", *script_args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + timeout + 60)
     text = out.stdout
     if out.returncode != 0 or "Requests/sec" not in text:
         raise RuntimeError(f"wrk failed: {out.stderr or text}")
@@ -642,6 +643,9 @@ def parse_args():
     p.add_argument("--connections", "-c", type=int, default=100)
     p.add_argument("--threads", "-t", type=int, default=cores)
     p.add_argument("--duration", "-d", type=int, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument("--timeout", type=int, default=2, metavar="SECONDS",
+                   help="wrk counts an answer slower than this as a timeout error (default 2, wrk's): raise it "
+                        "where one request takes longer, e.g. 16 MiB uploads to an object store")
     p.add_argument("--size", type=parse_size, default=256 << 10, help="file size (default 256KiB)")
     p.add_argument("--sizes", help="comma-separated sizes for a sweep, e.g. 4KiB,256KiB,16MiB")
     p.add_argument("--workers", default=f"1,{cores}",
@@ -759,7 +763,7 @@ def main() -> None:
         "command": shown_command(),
         "machine": machine(),
         "versions": versions(ctx),
-        "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration}s --latency",
+        "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration}s --timeout {args.timeout}s --latency",
         "data_dir": f"{args.data_dir} ({disk_kind(args.data_dir)})",
         "prewarm": human(warm) if warm else "none",
         "fsync": args.fsync,
