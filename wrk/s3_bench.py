@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""What the object store costs: the wrk kit's rows with ferry on local disk and on Garage side by side, one command.
+r"""What the object store costs: the wrk kit's rows with ferry on local disk and on Garage side by side, one command.
 
     python3 wrk/s3_bench.py                                     # 1-node Garage; bench.py's defaults
     python3 wrk/s3_bench.py --nodes 3 -- --workers 2 --repeat 3 --duration 5 --no-build
-    python3 wrk/s3_bench.py -- --sizes 16MiB --only 'upload/single/stream$|download/stream/async_read$' --no-build
+    python3 wrk/s3_bench.py -- --sizes 16MiB --connections 16 --timeout 60 --workers 2 --repeat 3 --duration 5 \
+        --only 'upload/stream/async_read_and_async_write$|download/stream/async_read$' --no-build
 
 Brings up a Garage on loopback (tests/cluster/garage.py: 1 node measures the cost of the store's protocol, 3 nodes
 with replication_factor 3 adds the replication), then runs wrk/bench.py with everything after `--` and one more

@@ -240,6 +240,8 @@ def main() -> int:
     p.add_argument("--connections", "-c", type=int, default=100)
     p.add_argument("--threads", "-t", type=int, default=2)
     p.add_argument("--size", type=bench.parse_size, default=256 << 10, help="body size (default 256KiB)")
+    p.add_argument("--timeout", type=int, default=10, metavar="SECONDS",
+                   help="wrk counts an answer slower than this as an error (default 10)")
     p.add_argument("--nginx-workers", type=int, default=1,
                    help="nginx worker_processes (default 1, as tests/cluster/run.py's proxy)")
     args = p.parse_args()
@@ -271,7 +273,7 @@ def main() -> int:
     print(f"- Garage: {args.nodes} node(s), replication_factor {args.nodes}, SQLite metadata, on "
           f"{bench.disk_kind(args.work_root)}; nginx {args.nginx_workers} worker(s), round robin, keepalive "
           "to the replicas")
-    print(f"- wrk -t{args.threads} -c{args.connections} -d{args.duration}s through nginx: "
+    print(f"- wrk -t{args.threads} -c{args.connections} -d{args.duration}s --timeout {args.timeout}s through nginx: "
           f"`POST {UPLOAD}` ({bench.human(args.size)} raw body), `GET {DOWNLOAD}` (one stored "
           f"{bench.human(args.size)} file); medians of {args.repeat} rounds (min–max), the three ways "
           "interleaved in each; ÷ baseline is over `1 replica, --workers 1` (the spread: per-round ratios)\n")
