@@ -18,7 +18,8 @@ wrk/results/runs/<timestamp>/ (or --out) as Markdown, JSON and an SVG chart.
 
 --variant NAME='ARGS' adds ferry run another way to every round, e.g. --variant metrics='--metrics-addr auto'
 --variant logs='RUST_LOG=info': NAME=VALUE words are environment, the rest are ferry options (`auto` after
---metrics-addr is a free port). Plain ferry runs with RUST_LOG=warn and no metrics. A ferry with --metrics-addr
+--metrics-addr is a free port; `{run}` in a word is a name fresh for every server started, e.g.
+--s3-prefix bench-{run}). Plain ferry runs with RUST_LOG=warn and no metrics. A ferry with --metrics-addr
 (a variant, or every ferry with --server-metrics) is scraped before and after each run, and the runs record the
 server's own count of requests and bytes for the endpoint beside wrk's.
 """
@@ -266,7 +267,8 @@ class Ferry(Server):
                  variant: list[str] | None = None):
         data = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=data_root))
         limit = str(max(size * 2, 64 << 20))
-        env, extra = variant_parts(variant or [])
+        # {run}: the data directory's name, which no other server of any run had, e.g. for a fresh --s3-prefix
+        env, extra = variant_parts(variant or [], run=data.name)
         self.metrics_url = None
         if "--metrics-addr" in extra:
             at = extra.index("--metrics-addr") + 1
@@ -286,11 +288,12 @@ class Ferry(Server):
             self.log_path.unlink(missing_ok=True)
 
 
-def variant_parts(words: list[str]) -> tuple[dict, list[str]]:
-    """A variant's words: NAME=VALUE (NAME in capitals) is environment, the rest ferry's options."""
+def variant_parts(words: list[str], run: str = "") -> tuple[dict, list[str]]:
+    """A variant's words: NAME=VALUE (NAME in capitals) is environment, the rest ferry's options; `{run}` in a word
+    becomes RUN."""
     env = {}
     args = []
-    for word in words:
+    for word in (w.replace("{run}", run) for w in words):
         name, eq, value = word.partition("=")
         if eq and re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
             env[name] = value
@@ -416,9 +419,10 @@ class Run:
 
 
 def run_wrk(args, url: str, script: str, script_args: list[str]) -> dict:
+    timeout = getattr(args, "timeout", 2)  # wrk's own default: an answer slower than this is an error
     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
-           "--latency", "-s", str(HERE / script), url, "--", *script_args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
+           "--timeout", f"{timeout}s", "--latency", "-s", str(HERE / script), url, "--", *script_args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + timeout + 60)
     text = out.stdout
     if out.returncode != 0 or "Requests/sec" not in text:
         raise RuntimeError(f"wrk failed: {out.stderr or text}")
@@ -611,7 +615,10 @@ def versions(ctx: Context) -> dict:
 
 
 def shown_command() -> str:
-    """This run's command line, with paths inside the repository made relative to it."""
+    """This run's command line, with paths inside the repository made relative to it; a wrapper that ran this
+    script (wrk/s3_bench.py) shows its own through FERRY_BENCH_COMMAND."""
+    if os.environ.get("FERRY_BENCH_COMMAND"):
+        return os.environ["FERRY_BENCH_COMMAND"]
     def rel(arg: str) -> str:
         try:
             return str(Path(arg).resolve().relative_to(ROOT)) if os.sep in arg else arg
@@ -636,6 +643,9 @@ def parse_args():
     p.add_argument("--connections", "-c", type=int, default=100)
     p.add_argument("--threads", "-t", type=int, default=cores)
     p.add_argument("--duration", "-d", type=int, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument("--timeout", type=int, default=2, metavar="SECONDS",
+                   help="wrk counts an answer slower than this as a timeout error (default 2, wrk's): raise it "
+                        "where one request takes longer, e.g. 16 MiB uploads to an object store")
     p.add_argument("--size", type=parse_size, default=256 << 10, help="file size (default 256KiB)")
     p.add_argument("--sizes", help="comma-separated sizes for a sweep, e.g. 4KiB,256KiB,16MiB")
     p.add_argument("--workers", default=f"1,{cores}",
@@ -753,7 +763,7 @@ def main() -> None:
         "command": shown_command(),
         "machine": machine(),
         "versions": versions(ctx),
-        "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration}s --latency",
+        "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration}s --timeout {args.timeout}s --latency",
         "data_dir": f"{args.data_dir} ({disk_kind(args.data_dir)})",
         "prewarm": human(warm) if warm else "none",
         "fsync": args.fsync,

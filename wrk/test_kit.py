@@ -215,6 +215,12 @@ class ServerView(unittest.TestCase):
         self.assertEqual(env, {"RUST_LOG": "info,ferry::access=off"})
         self.assertEqual(args, ["--metrics-addr", "auto", "--log-format=json"])
 
+    def test_run_in_a_variant_is_the_servers_own_name(self):
+        words = ["FERRY_S3_PREFIX=a-{run}", "--s3-prefix", "bench-{run}"]
+        self.assertEqual(bench.variant_parts(words, run="ferry-bench-x1"),
+                         ({"FERRY_S3_PREFIX": "a-ferry-bench-x1"}, ["--s3-prefix", "bench-ferry-bench-x1"]))
+        self.assertNotEqual(bench.variant_parts(words, run="one"), bench.variant_parts(words, run="two"))
+
     def test_variants_are_reported_over_plain_ferry_round_by_round(self):
         endpoints, runs = fake_runs()
         runs += [bench.Run(r.kind, r.strategy, "ferry:metrics", r.workers, r.size, r.round, r.body, r.streamed,
