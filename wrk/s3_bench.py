@@ -28,7 +28,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,25 +42,10 @@ from garage import Garage  # noqa: E402
 DEFAULT_GARAGE = Path("/var/cache/ferry-ci/garage/bin/garage")  # where .ci/run caches it
 
 
-class BenchGarage(Garage):
-    """tests/cluster/garage.py's Garage, which also waits for each node's RPC port before using it: on a loaded
-    machine `garage node id` answers (from the key file) before the server listens, and the first
-    `garage layout assign` then fails with "Connection refused"."""
-
-    def _node_id(self, node) -> str:
-        node_id = super()._node_id(node)
-        for _ in self._deadline(f"node {node.index}'s RPC port", node):
-            try:
-                socket.create_connection(("127.0.0.1", node.rpc_port), timeout=1).close()
-                return node_id
-            except OSError:
-                pass
-
-
 @contextlib.contextmanager
 def running_garage(binary: Path, nodes: int, root: Path):
-    """A BenchGarage of NODES nodes in ROOT/garage, stopped by pid on exit."""
-    with BenchGarage(str(binary), nodes=nodes, root=str(root / "garage")) as garage:
+    """A Garage of NODES nodes in ROOT/garage, stopped by pid on exit."""
+    with Garage(str(binary), nodes=nodes, root=str(root / "garage")) as garage:
         yield garage
 
 
