@@ -67,13 +67,15 @@ class S3:
         self.access_key, self.secret_key, self.region, self.timeout = access_key, secret_key, region, timeout
 
     def _sign(self, method: str, path: str, query: dict, payload_hash: str, extra: dict | None = None) -> dict:
-        """The headers of a signed request; `extra` headers (lower-case names) are signed too."""
+        """The headers of a signed request; `extra` headers are signed too (under their lower-case names, as SigV4
+        wants)."""
         now = datetime.datetime.now(datetime.timezone.utc)
         amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         canonical_query = "&".join(
             f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(str(v), safe='-_.~')}"
             for k, v in sorted(query.items()))
-        headers = {"host": self.host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date, **(extra or {})}
+        extra = {name.lower(): value for name, value in (extra or {}).items()}
+        headers = {"host": self.host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date, **extra}
         signed = ";".join(sorted(headers))
         canonical = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), canonical_query,
                                "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload_hash])
