@@ -64,7 +64,12 @@ impl FileCache {
     /// by files that responses still hold, or when what was read is not the `size` recorded (damaged content is
     /// never cached: the caller streams it, and cuts it short). Then the caller streams it from disk.
     pub async fn load(&self, id: FileId, size: u64, path: &Path) -> std::io::Result<Option<Lease>> {
-        self.load_with(id, size, async { tokio::fs::read(path).await.map(Bytes::from) }).await
+        self.load_with(id, size, Self::read(path)).await
+    }
+
+    /// A whole file from disk, as [`FileCache::load_with`] takes it.
+    pub async fn read(path: &Path) -> std::io::Result<Bytes> {
+        tokio::fs::read(path).await.map(Bytes::from)
     }
 
     /// [`FileCache::load`] from wherever `read` reads the whole file (the bucket, on S3).

@@ -28,7 +28,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub use self::doc::{DownloadHeaders, DownloadResponses};
 use self::http::{Decision, Representation, Span};
 use crate::{
-    cache::Lease,
+    cache::{FileCache, Lease},
     error::AppError,
     state::AppState,
     storage::{CHUNK, FileId, S3},
@@ -158,7 +158,6 @@ async fn serve(
         Decision::Send(span) => span,
     };
     let (status, content_range) = rep.status(span);
-    let path = state.storage.content_path(id);
     let stored = Stored { id, size: file.size };
     let sized =
         |stream: ChunkStream| HttpResponse::build(status).body(SizedStream::new(span.len, exactly(id, span, stream)));
@@ -174,6 +173,7 @@ async fn serve(
         };
         return Ok(with_headers(res, &rep, content_range));
     }
+    let path = state.storage.content_path(id);
     let res = match reader {
         Reader::SyncRead => {
             let opened = std::fs::File::open(&path).map_err(missing_is_gone)?;
@@ -191,25 +191,33 @@ async fn serve(
             let opened = NamedFile::open(&path).map_err(missing_is_gone)?;
             named(opened.read_mode_threshold(u64::MAX), &req, span, stored, sized)?
         }
-        Reader::Cached => match cache_lookup(&state, id, file.size, &path).await? {
-            Some(lease) => {
-                if state.storage.get(id).await?.is_none() {
-                    // deleted while we read it: do not keep it
-                    state.cache.remove(id);
+        Reader::Cached => {
+            match cache_lookup(&state, id, file.size, FileCache::read(&path)).await.map_err(missing_is_gone)? {
+                Some(lease) => {
+                    if state.storage.get(id).await?.is_none() {
+                        // deleted while we read it: do not keep it
+                        state.cache.remove(id);
+                    }
+                    sized(Box::pin(leased_chunks(lease, span)))
                 }
-                sized(Box::pin(leased_chunks(lease, span)))
+                // too large to cache, or not the size recorded (never cached): streamed, and cut short if need be
+                None => sized(async_chunks(&path, span, stored).await.map_err(missing_is_gone)?),
             }
-            // too large to cache, or not the size recorded (never cached): streamed, and cut short if need be
-            None => sized(async_chunks(&path, span, stored).await.map_err(missing_is_gone)?),
-        },
+        }
     };
     Ok(with_headers(res, &rep, content_range))
 }
 
-/// The cached strategy's lookup, counted as a hit or a miss.
-async fn cache_lookup(state: &AppState, id: FileId, size: u64, path: &Path) -> Result<Option<Lease>, AppError> {
+/// The cached strategy's lookup, counted as a hit or a miss; `read` reads the whole file on a miss (from disk or
+/// from the bucket).
+async fn cache_lookup(
+    state: &AppState,
+    id: FileId,
+    size: u64,
+    read: impl Future<Output = io::Result<Bytes>>,
+) -> io::Result<Option<Lease>> {
     state.metrics.cache_lookup(state.cache.contains(id));
-    state.cache.load(id, size, path).await.map_err(missing_is_gone)
+    state.cache.load_with(id, size, read).await
 }
 
 /// On S3 no strategy has a local file to read: each sends the stream of one ranged GET,
@@ -226,9 +234,8 @@ async fn from_bucket(
 ) -> Result<HttpResponse, AppError> {
     let Stored { id, size } = stored;
     if reader == Reader::Cached {
-        state.metrics.cache_lookup(state.cache.contains(id));
-        let read = s3.read_all(id);
-        if let Some(lease) = state.cache.load_with(id, size, read).await.map_err(|err| gone(state, id, err))? {
+        let lookup = cache_lookup(state, id, size, s3.read_all(id)).await;
+        if let Some(lease) = lookup.map_err(|err| gone(state, id, err))? {
             return Ok(sized(Box::pin(leased_chunks(lease, span))));
         }
     }
