@@ -171,6 +171,14 @@ impl TestApp {
         names
     }
 
+    /// The multipart uploads whose marker is in the bucket (on S3; on local disk uploads in progress are in
+    /// `tmp/`, see [`TestApp::tmp_settles_empty`]).
+    pub fn uploads_in_progress(&self) -> Vec<String> {
+        let Some(config) = &self.s3 else { return Vec::new() };
+        let s3 = ferry::storage::S3::connect(config).unwrap();
+        s3.wait(s3.in_progress()).unwrap().into_iter().map(|id| id.to_string()).collect()
+    }
+
     /// A stored file's bytes as they are kept (on S3: read from the bucket, not through ferry's downloads).
     pub fn stored_bytes(&self, id: ferry::storage::FileId) -> Vec<u8> {
         let Some(config) = &self.s3 else { return std::fs::read(self.content_path(id)).unwrap() };

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use ferry::upload::Strategy;
+use ferry::upload::{Read, Strategy};
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{
-    FILE_HEADER, MAX_UPLOAD, MULTIPART, body_prefix, content_type_for, form, pattern, read_response, request_head,
-    send_all, spawn_app, spawn_app_with,
+    FILE_HEADER, MAX_UPLOAD, MULTIPART, body_prefix, content_type_for, eventually, form, pattern, read_response,
+    request_head, send_all, spawn_app, spawn_app_with,
 };
 
 async fn error_code(res: reqwest::Response) -> (u16, String) {
@@ -73,6 +73,28 @@ async fn a_client_that_disconnects_mid_body_leaves_no_temp_file_and_publishes_no
     }
     assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
     assert!(app.stored_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_client_gone_after_more_than_a_part_leaves_nothing_behind() {
+    // past the first 8 MiB part: on S3 the multipart upload has begun, and leaving must abort it and its marker
+    let app = spawn_app_with(|c| c.max_upload_bytes = 32 << 20).await;
+    let streaming = Strategy::ALL.into_iter().filter(|s| matches!(s.read(), Read::Raw | Read::PartStreamed));
+    for strategy in streaming {
+        let mut stream = app.raw().await;
+        let head = request_head(strategy, content_type_for(strategy), "Content-Length: 20000000\r\n");
+        send_all(&mut stream, head.as_bytes()).await;
+        send_all(&mut stream, body_prefix(strategy)).await;
+        for _ in 0..12 {
+            send_all(&mut stream, &[b'A'; 1 << 20]).await;
+        }
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(stream);
+    }
+    assert_eq!(app.tmp_settles_empty().await, Vec::<String>::new());
+    assert!(app.stored_names().is_empty());
+    assert!(eventually(|| app.uploads_in_progress().is_empty()).await, "{:?}", app.uploads_in_progress());
 }
 
 #[tokio::test]
