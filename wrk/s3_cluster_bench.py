@@ -40,7 +40,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 import bench  # noqa: E402  wrk, ports, process figures, the machine
-from garage import Garage  # noqa: E402
+from garage import Garage, stop  # noqa: E402
 from s3_bench import DEFAULT_GARAGE, running_garage  # noqa: E402
 
 UPLOAD = "/files/upload/stream/async_read_and_async_write"
@@ -51,17 +51,6 @@ WAYS = [  # name, replicas, workers each
     ("1 replica, --workers 2", 1, 2),
     ("2 replicas, --workers 1 each", 2, 1),
 ]
-
-
-def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 def nginx_conf(root: Path, port: int, upstreams: list[int], workers: int) -> Path:

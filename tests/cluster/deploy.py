@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "wrk"))
 import bench  # noqa: E402  the kit's reading of the spec: every strategy's path and body kind
 import postdata  # noqa: E402  the kit's multipart and JSON bodies
-from garage import Garage, free_port  # noqa: E402
+from garage import Garage, free_port, stop, stop_together  # noqa: E402
 
 WAIT = 60  # any single wait
 LOAD_SECONDS = 8  # each wrk run
@@ -56,25 +56,6 @@ def chunks(data: bytes, size: int = 1 << 20):
     """A body urllib sends chunked: nothing tells nginx or ferry its length up front."""
     for i in range(0, len(data), size):
         yield data[i:i + size]
-
-
-def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, wait: float = 10) -> None:
-    stop_together([(proc, sig)], wait)
-
-
-def stop_together(procs: list[tuple[subprocess.Popen | None, int]], wait: float = 10) -> None:
-    """Signals each process, then gives them `wait` seconds in all before SIGKILL (ferry waits for requests in
-    flight, Garage for its own shutdown)."""
-    running = [(p, sig) for p, sig in procs if p is not None and p.poll() is None]
-    for proc, sig in running:
-        proc.send_signal(sig)
-    deadline = time.monotonic() + wait
-    for proc, _ in running:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=wait)
 
 
 def tail(path: Path, lines: int = 20) -> str:

@@ -55,6 +55,26 @@ class GarageError(Exception):
     pass
 
 
+def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, wait: float = 10) -> None:
+    """Signals a process this script started, and SIGKILLs it if it has not exited within `wait` seconds."""
+    stop_together([(proc, sig)], wait)
+
+
+def stop_together(procs: list[tuple[subprocess.Popen | None, int]], wait: float = 10) -> None:
+    """Signals each process, then gives them `wait` seconds in all before SIGKILL (ferry waits for requests in
+    flight, Garage for its own shutdown)."""
+    running = [(p, sig) for p, sig in procs if p is not None and p.poll() is None]
+    for proc, sig in running:
+        proc.send_signal(sig)
+    deadline = time.monotonic() + wait
+    for proc, _ in running:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=wait)
+
+
 # --- a small S3 client: path-style, AWS Signature Version 4 ----------------------------------------------------
 
 
@@ -239,11 +259,10 @@ class Garage:
     def stop(self) -> None:
         """Stops every node by pid (SIGTERM, then SIGKILL after a bounded wait) and removes the directory this
         object made."""
-        for node in self.nodes:  # all asked at once, then each awaited
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.terminate()
+        procs = [(node.proc, signal.SIGTERM) for node in self.nodes]  # all asked at once, then each awaited
         for node in self.nodes:
-            self._end(node, signal.SIGTERM)
+            node.proc = None
+        stop_together(procs)
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -292,14 +311,7 @@ admin_token = "{self.admin_token}"
 
     def _end(self, node: Node, sig: int) -> None:
         proc, node.proc = node.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc, sig)
 
     def cli(self, node: Node, *args: str) -> str:
         """Runs `garage -c <node's config> ARGS` (bounded) and returns its output; raises with it on failure."""
