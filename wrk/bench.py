@@ -173,7 +173,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
+def wait_http(url: str, proc: subprocess.Popen, seconds: float = 30, every: float = 0.05) -> None:
+    """Until URL answers below 500, asking again EVERY seconds."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -183,7 +184,7 @@ def wait_http(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
                 if res.status < 500:
                     return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(every)
     raise RuntimeError(f"{url} did not answer within {seconds}s")
 
 
@@ -214,6 +215,8 @@ class Server:
     name = "?"
     stop_signal = signal.SIGTERM
     health = "/health"
+    # how long to wait for `health`, and how often to ask
+    ready_within, ask_every = 30.0, 0.05
 
     def start(self, args: list[str], directory: Path, env: dict | None = None, port: int | None = None,
               stderr=None) -> None:
@@ -226,7 +229,7 @@ class Server:
 
     def __enter__(self):
         try:
-            wait_http(self.base + self.health, self.proc)
+            wait_http(self.base + self.health, self.proc, self.ready_within, self.ask_every)
         except BaseException:
             self.__exit__(None, None, None)
             raise

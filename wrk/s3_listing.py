@@ -55,55 +55,29 @@ WARM = 20
 WAIT = 120
 
 
-class Ferry:
-    """ferry on the Garage prefix, in its own session; stopped by pid on exit."""
+class Ferry(bench.Server):
+    """ferry on the Garage prefix, as the kit runs every server (its own session, stopped by pid, its directory
+    wiped on exit); its time to readiness and its RSS then are measured."""
+
+    stop_signal = signal.SIGINT
+    health = "/health/ready"  # 503 until the bucket took a write
+    ready_within, ask_every = WAIT, 0.005
 
     def __init__(self, args, garage: Garage, prefix: str, work: Path):
-        self.port = bench.free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
         env = dict(os.environ, AWS_ACCESS_KEY_ID=garage.access_key, AWS_SECRET_ACCESS_KEY=garage.secret_key,
                    RUST_LOG="warn")
+        data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [str(args.bin), "--addr", f"127.0.0.1:{self.port}", "--workers", str(args.workers), "--data-dir",
-             str(self.data), "--fsync", "false", "--storage", "s3", "--s3-endpoint", garage.endpoints[0],
-             "--s3-bucket", garage.bucket, "--s3-region", garage.region, "--s3-prefix", prefix],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.start([str(args.bin), "--addr", "127.0.0.1:{port}", "--workers", str(args.workers), "--data-dir",
+                    str(data), "--fsync", "false", "--storage", "s3", "--s3-endpoint", garage.endpoints[0],
+                    "--s3-bucket", garage.bucket, "--s3-region", garage.region, "--s3-prefix", prefix], data, env=env)
 
     def __enter__(self):
-        try:
-            deadline = self.started + WAIT
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"ferry exited with {self.proc.returncode} before it was ready")
-                try:
-                    with urllib.request.urlopen(f"{self.base}/health/ready", timeout=1) as res:
-                        if res.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"ferry was not ready within {WAIT} s")
-                time.sleep(0.005)
-            self.startup_s = time.perf_counter() - self.started
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-            self.rss_mib = int(next(line.split()[1] for line in status.splitlines()
-                                    if line.startswith("VmRSS:"))) / 1024
-        except BaseException:
-            self.__exit__()
-            raise
+        super().__enter__()
+        self.startup_s = time.perf_counter() - self.started
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        self.rss_mib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
         return self
-
-    def __exit__(self, *exc):
-        try:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            self.proc.wait(timeout=15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 def get_ms(url: str, want: int) -> float:
