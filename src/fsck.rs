@@ -132,8 +132,24 @@ pub fn run_s3(config: &crate::storage::S3Config, out: &mut dyn Write) -> Result<
     let mut say = |line: String| writeln!(out, "{line}").map_err(|err| format!("cannot write the report: {err}"));
     let (mut ok, mut damaged) = (0, 0);
     let s3 = &s3;
-    let fetch = |id| async move { s3.row(id).await.map(|row| row.map(std::sync::Arc::new)) };
+    let unreadable = std::sync::Mutex::new(Vec::new());
+    let fetch = |id| {
+        let unreadable = &unreadable;
+        async move {
+            match s3.row(id).await {
+                Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                    unreadable.lock().expect("unreadable rows").push(format!("damaged {id}: {err}"));
+                    Ok(None)
+                }
+                other => other.map(|row| row.map(std::sync::Arc::new)),
+            }
+        }
+    };
     let found = s3.wait(crate::storage::S3::rows_of(rows.clone(), fetch)).map_err(|e| cannot(e.to_string()))?;
+    for line in unreadable.into_inner().expect("unreadable rows") {
+        damaged += 1;
+        say(line)?;
+    }
     for row in found {
         let id = &row.id;
         let problem = match sizes.get(id) {

@@ -334,7 +334,14 @@ impl Storage {
             return Ok(Some(hot.clone()));
         }
         let (removals, read) = (self.0.removals.load(Ordering::Acquire), Instant::now());
-        let found = s3.row(id).await?;
+        let found = match s3.row(id).await {
+            // one damaged row must not take the whole listing with it: it is reported, kept, and left out
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                log::error!("{err}; left out of the listing, kept for an operator (ferry fsck names it)");
+                return Ok(None);
+            }
+            other => other?,
+        };
         Ok(self.remember(id, found, read, removals))
     }
 

@@ -407,17 +407,25 @@ def run(ferry: str, garage_binary: str, work: Path, report: Report) -> None:
                      and named >= set(leftovers) and not any(there(f"files/{i}") for i in named - set(leftovers)),
                      f"ferry fsck on the bucket finds the {len(listed)} files sound (exit {code}) and names the "
                      f"{len(leftovers)} leftovers", out[-800:])
-        lonely_content, lonely_row = str(uuid.uuid4()), str(uuid.uuid4())
-        row_key = "index/" + bytes(~b & 0xFF for b in uuid.UUID(lonely_row).bytes).hex()  # as ferry names rows
+        lonely_content, lonely_row, bad_row = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+
+        def row_key(file_id: str) -> str:  # as ferry names rows
+            return "index/" + bytes(~b & 0xFF for b in uuid.UUID(file_id).bytes).hex()
+
         some_row = s3.get(dep.garage.bucket, rows[0])[1]
-        planted = [f"files/{lonely_content}", row_key]
+        planted = [f"files/{lonely_content}", row_key(lonely_row), row_key(bad_row)]
         s3.put(dep.garage.bucket, planted[0], secrets.token_bytes(1000))
         s3.put(dep.garage.bucket, planted[1], json.dumps(dict(json.loads(some_row), id=lonely_row)).encode())
+        s3.put(dep.garage.bucket, planted[2], b'{"id": "not a row')
         code, out = fsck()
         report.check(code == 1 and re.search(rf"^damaged {lonely_row}:", out, re.M)
+                     and re.search(rf"^damaged {bad_row}:", out, re.M)
                      and re.search(rf"^leftover files/{lonely_content}:", out, re.M),
-                     f"ferry fsck calls a row without its content damage (exit {code}) and names a content object "
-                     f"without its row as a leftover", out[-800:])
+                     f"ferry fsck calls a row without its content and an unreadable row damage (exit {code}) and "
+                     f"names a content object without its row as a leftover", out[-800:])
+        status, _, body = http("GET", dep.url("nginx") + "/files?limit=1000")
+        report.check(status == 200 and bad_row not in body.decode(errors="replace"),
+                     "an unreadable row is left out of the listing, which still answers 200", f"{status} {body[:300]!r}")
         for key in planted:
             s3.delete(dep.garage.bucket, key)
 
